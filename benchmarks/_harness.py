@@ -1,0 +1,178 @@
+"""Small benchmark harness shared by every ``bench_<op>.py``.
+
+A benchmark declares cases (shapes) and providers (callables built from what is available); the
+harness times each provider on each case in one run, reports the time as a ratio to a baseline
+provider measured in the same run (never absolute times across runs), the peak memory the call
+allocated, and an optional throughput (GB/s for memory-bound ops, TFLOP/s for matmul-bound ones).
+It prints a table and appends one JSON record per run, with the device name, to
+``benchmarks/results/<bench>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+@dataclass
+class Case:
+    name: str
+    make_inputs: Callable[[torch.device], tuple]
+    flops: float | None = None  # per call, for TFLOP/s
+    bytes: float | None = None  # minimum bytes moved per call, for GB/s
+
+
+@dataclass
+class Result:
+    case: str
+    provider: str
+    ms: float
+    ratio_to_baseline: float | None = None
+    peak_mib: float | None = None
+    tflops: float | None = None
+    gbps: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Report:
+    bench: str
+    device: str
+    torch: str
+    results: list[Result] = field(default_factory=list)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or "unknown CPU"
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, min_seconds: float = 0.3, max_reps: int = 50) -> float:
+    """Median wall time of ``fn`` in ms after two warm-up calls (which also trigger compilation)."""
+    for _ in range(2):
+        fn()
+    _sync(device)
+    samples: list[float] = []
+    start_all = time.perf_counter()
+    while len(samples) < 3 or (time.perf_counter() - start_all < min_seconds and len(samples) < max_reps):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        samples.append(1e3 * (time.perf_counter() - start))
+    return statistics.median(samples)
+
+
+def _read_peak_rss_kib() -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return None
+
+
+def peak_mib(fn: Callable[[], object], device: torch.device) -> float | None:
+    """Memory the call allocated at its peak, above what was allocated before it.
+
+    CUDA: the caching allocator's peak. CPU: the process's peak resident set (VmHWM), reset just
+    before the call through /proc/self/clear_refs (Linux); None where that is not possible.
+    """
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        return None
+    before = _read_peak_rss_kib()
+    fn()
+    after = _read_peak_rss_kib()
+    if before is None or after is None:
+        return None
+    return max(0, after - before) / 1024
+
+
+def run(
+    bench: str,
+    cases: list[Case],
+    providers: dict[str, Callable[[tuple], Callable[[], object]]],
+    device: torch.device,
+    baseline: str,
+    save: bool = True,
+) -> Report:
+    """Time every provider on every case. A provider maps inputs to a zero-argument callable; one that
+    raises is reported with its error instead of a time."""
+    report = Report(bench=bench, device=device_name(device), torch=torch.__version__)
+    for case in cases:
+        inputs = case.make_inputs(device)
+        base_ms = None
+        for name, make in providers.items():
+            try:
+                fn = make(inputs)
+                ms = time_ms(fn, device)
+                memory = peak_mib(fn, device)
+            except Exception as error:  # a provider that cannot run this case is reported, not fatal
+                report.results.append(Result(case.name, name, float("nan"), note=f"{type(error).__name__}: {error}"))
+                continue
+            if name == baseline:
+                base_ms = ms
+            result = Result(case.name, name, ms, peak_mib=memory)
+            result.ratio_to_baseline = base_ms / ms if base_ms else None
+            result.tflops = case.flops / ms / 1e9 if case.flops else None
+            result.gbps = case.bytes / ms / 1e6 if case.bytes else None
+            report.results.append(result)
+    print_table(report, baseline)
+    if save:
+        append_json(report)
+    return report
+
+
+def print_table(report: Report, baseline: str) -> None:
+    print(f"\n{report.bench} on {report.device}, torch {report.torch}; speed-up = {baseline} time / provider time")
+    header = f"{'case':<34} {'provider':<22} {'ms':>10} {'speed-up':>9} {'peak MiB':>9} {'TFLOP/s':>8} {'GB/s':>8}"
+    print(header)
+    print("-" * len(header))
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    for r in report.results:
+        if r.note:
+            print(f"{r.case:<34} {r.provider:<22} {'n/a':>10}  {r.note[:80]}")
+            continue
+        print(
+            f"{r.case:<34} {r.provider:<22} {r.ms:>10.3f} {fmt(r.ratio_to_baseline, '>8.2f') + 'x':>9} "
+            f"{fmt(r.peak_mib, '>9.1f'):>9} {fmt(r.tflops, '>8.3f'):>8} {fmt(r.gbps, '>8.1f'):>8}"
+        )
+
+
+def append_json(report: Report) -> str:
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    path = os.path.join(RESULTS_DIR, f"{report.bench}.jsonl")
+    record = asdict(report) | {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    with open(path, "a") as out:
+        out.write(json.dumps(record, allow_nan=True) + "\n")
+    print(f"appended to {os.path.relpath(path)}")
+    return path

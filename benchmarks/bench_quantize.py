@@ -1,0 +1,66 @@
+"""Fused nearest-code lookup vs the plain PyTorch approach, at VQCNIR's shapes.
+
+    python benchmarks/bench_quantize.py [--device cpu|cuda] [--quick] [--no-compile] [--no-save]
+
+Providers: ``naive`` (FeMaSR/VQGAN-style: full N x K distance matrix by matmul, then argmin; the
+baseline), ``naive+compile`` (the same under torch.compile), and every vqcnir_ops backend available
+on the device (``reference`` is our chunked spec). Matmul-bound: TFLOP/s counts 2*N*K*D.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _harness import Case, run  # noqa: E402
+
+import vqcnir_ops  # noqa: E402
+from vqcnir_ops import _backend  # noqa: E402
+
+
+def naive(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    dist = (z**2).sum(1, keepdim=True) + (codebook**2).sum(1) - 2 * z @ codebook.t()
+    indices = dist.argmin(1)
+    return indices, dist.gather(1, indices[:, None])
+
+
+def cases(quick: bool) -> list[Case]:
+    shapes = [("256px batch 8: N=8192 K=1024 D=512", 8192, 1024, 512),
+              ("1080p: N=32400 K=1024 D=512", 32400, 1024, 512),
+              ("small codes: N=8192 K=16384 D=8", 8192, 16384, 8)]  # fmt: skip
+    if quick:
+        shapes = [(f"quick: N={n} K={k} D={d}", n, k, d) for n, k, d in [(1024, 256, 64)]]
+
+    def make(n: int, k: int, d: int):
+        return lambda device: (torch.randn(n, d, device=device), torch.randn(k, d, device=device))
+
+    return [Case(name, make(n, k, d), flops=2.0 * n * k * d) for name, n, k, d in shapes]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="one small case (smoke test)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile provider")
+    parser.add_argument("--no-save", action="store_true", help="print only; do not append JSON")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    providers = {"naive": lambda inputs: lambda: naive(*inputs)}
+    if not args.no_compile:
+        compiled = torch.compile(naive, dynamic=False)
+        providers["naive+compile"] = lambda inputs: lambda: compiled(*inputs)
+    for backend in vqcnir_ops.BACKENDS:
+        if backend == "triton" and device.type == "cpu":
+            continue  # the interpreter is for tests, not speed
+        if _backend.backend_unavailable_reason(backend, device.type) is None:
+            providers[backend] = lambda inputs, b=backend: lambda: vqcnir_ops.nearest_code(*inputs, backend=b)
+    run("bench_quantize", cases(args.quick), providers, device, baseline="naive", save=not args.no_save)
+
+
+if __name__ == "__main__":
+    main()

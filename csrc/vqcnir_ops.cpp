@@ -1,0 +1,32 @@
+// Schemas of every raw C++/CUDA kernel, and the stub that makes `vqcnir_ops._C` importable.
+//
+// The kernels live in the `vqcnir_C` namespace; the public, autograd-aware ops (`vqcnir::*`) are defined
+// in Python with torch.library.custom_op and call these when the cpp or cuda backend is chosen.
+#include <Python.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(vqcnir_C, m) {
+  // z [N, D] (float32/float16/bfloat16/float64, any strides), mu [D], codes [K, D], code_sqnorm [K]
+  // (codebook side in the compute dtype: float64 for float64 z, else float32).
+  // Returns (index int64 [N], dist [N] in the compute dtype). See vqcnir_ops/quantize/reference.py.
+  m.def("nearest_code(Tensor z, Tensor mu, Tensor codes, Tensor code_sqnorm) -> (Tensor, Tensor)");
+}
+
+// Importing the module loads this library, which runs the registrations above and those of every
+// kernel file linked into it. `has_cuda` tells Python whether the CUDA kernels were compiled in.
+static PyObject* has_cuda(PyObject*, PyObject*) {
+#ifdef VQCNIR_WITH_CUDA
+  Py_RETURN_TRUE;
+#else
+  Py_RETURN_FALSE;
+#endif
+}
+
+static PyMethodDef methods[] = {
+    {"has_cuda", has_cuda, METH_NOARGS, "Whether the CUDA kernels were compiled into this extension."},
+    {nullptr, nullptr, 0, nullptr}};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_C", "vqcnir_ops compiled kernels", -1, methods, nullptr, nullptr, nullptr, nullptr};
+
+PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&module); }

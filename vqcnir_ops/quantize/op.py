@@ -1,0 +1,114 @@
+"""Registration of the nearest-code lookup as ``torch.ops.vqcnir.nearest_code_fwd`` / ``_bwd``.
+
+The only file of this op that talks to ``torch.library``. The forward op takes the concrete backend
+name (resolved by ``vqcnir_ops._backend`` before the call) and runs that implementation; its fake
+implementation gives shapes without running anything, so ``torch.compile(fullgraph=True)`` traces
+it. Only ``dist`` is differentiable (the index is piecewise constant); its backward is an op of its
+own, written in PyTorch for every backend, since it is a gather and a deterministic scatter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+
+from vqcnir_ops import _backend, _extension
+from vqcnir_ops.quantize.reference import (
+    center_codebook,
+    compute_dtype,
+    nearest_code_dist_grad_ref,
+    nearest_code_ref,
+)
+
+_HALF_AND_FLOAT = frozenset({torch.float16, torch.bfloat16, torch.float32})
+
+SPEC = _backend.register_op(
+    _backend.OpBackends(
+        name="nearest_code",
+        dtypes={
+            "reference": _HALF_AND_FLOAT | {torch.float64},
+            "cpp": _HALF_AND_FLOAT | {torch.float64},
+            "triton": _HALF_AND_FLOAT,
+            "cuda": _HALF_AND_FLOAT,
+        },
+        # Triton first on GPU: the CUDA kernel has not been benchmarked against it on a GPU yet
+        # (benchmarks/results/); swap the order if a GPU run shows the CUDA kernel ahead.
+        gpu_order=("triton", "cuda"),
+    )
+)
+
+
+def _run_compiled(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    _extension.require()
+    mu, codes, code_sqnorm = center_codebook(codebook, compute_dtype(z, codebook))
+    return torch.ops.vqcnir_C.nearest_code(z, mu, codes, code_sqnorm)
+
+
+def _run_triton(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    from vqcnir_ops.quantize.triton_kernels import nearest_code_triton
+
+    mu, codes, code_sqnorm = center_codebook(codebook, torch.float32)
+    # Triton launches on the current CUDA device: make it z's.
+    with torch.cuda.device(z.device) if z.is_cuda else contextlib.nullcontext():
+        return nearest_code_triton(z, mu, codes, code_sqnorm)
+
+
+_IMPLEMENTATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = {
+    "reference": nearest_code_ref,
+    "cpp": _run_compiled,
+    "cuda": _run_compiled,
+    "triton": _run_triton,
+}
+
+
+# The op returns (dist, indices), the functional (indices, dist): opcheck's autograd test sums the
+# outputs into the first one's dtype, which fails when an integer output comes first.
+@torch.library.custom_op("vqcnir::nearest_code_fwd", mutates_args=())
+def nearest_code_fwd(z: torch.Tensor, codebook: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dist [N], indices [N] int64)`` of the nearest code of each row; ``backend`` is concrete."""
+    indices, dist = _IMPLEMENTATIONS[backend](z, codebook)
+    return dist, indices
+
+
+@nearest_code_fwd.register_fake
+def _(z: torch.Tensor, codebook: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    n_rows = z.shape[0]
+    return z.new_empty(n_rows, dtype=compute_dtype(z, codebook)), z.new_empty(n_rows, dtype=torch.int64)
+
+
+@torch.library.custom_op("vqcnir::nearest_code_bwd", mutates_args=())
+def nearest_code_bwd(
+    grad_dist: torch.Tensor, z: torch.Tensor, codebook: torch.Tensor, indices: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of ``dist`` for ``z`` and ``codebook`` (see ``nearest_code_dist_grad_ref``)."""
+    return nearest_code_dist_grad_ref(grad_dist, z, codebook, indices)
+
+
+@nearest_code_bwd.register_fake
+def _(
+    grad_dist: torch.Tensor, z: torch.Tensor, codebook: torch.Tensor, indices: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.empty_like(z, memory_format=torch.contiguous_format), torch.empty_like(
+        codebook, memory_format=torch.contiguous_format
+    )
+
+
+def _setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple) -> None:
+    z, codebook, _ = inputs
+    _, indices = output
+    ctx.save_for_backward(z, codebook, indices)
+
+
+def _backward(
+    ctx: torch.autograd.function.FunctionCtx, grad_dist: torch.Tensor | None, grad_indices: torch.Tensor | None
+) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+    z, codebook, indices = ctx.saved_tensors
+    if grad_dist is None:
+        return None, None, None
+    grad_z, grad_codebook = torch.ops.vqcnir.nearest_code_bwd(grad_dist, z, codebook, indices)
+    return grad_z, grad_codebook, None
+
+
+nearest_code_fwd.register_autograd(_backward, setup_context=_setup_context)
