@@ -6,6 +6,7 @@ this machine can run and why the others are missing.
 """
 
 from vqcnir_ops._backend import BACKENDS, BackendUnavailableError, availability
+from vqcnir_ops.norm import LayerNorm2d, layer_norm_2d_ref
 from vqcnir_ops.quantize import QuantizerOutput, VectorQuantizer, nearest_code, nearest_code_ref
 
 __version__ = "0.1.0"
@@ -13,9 +14,11 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
+    "LayerNorm2d",
     "QuantizerOutput",
     "VectorQuantizer",
     "availability",
+    "layer_norm_2d_ref",
     "nearest_code",
     "nearest_code_ref",
 ]
