@@ -19,7 +19,6 @@ argument of every functional (the argument wins). Forcing a backend that cannot 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass, field
 
@@ -70,8 +69,10 @@ def triton_interpreting() -> bool:
 
 
 def _triton_missing_reason() -> str | None:
-    if importlib.util.find_spec("triton") is None:
-        return "the 'triton' package is not installed (pip install triton)"
+    try:
+        import triton  # noqa: F401  (cheap: torch has usually imported it already)
+    except ImportError as error:
+        return f"the 'triton' package is not importable ({error}); pip install triton"
     return None
 
 
