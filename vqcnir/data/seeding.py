@@ -10,7 +10,7 @@ def sample_rng(seed: int, *keys: int) -> np.random.Generator:
     """Generator for sample ``keys`` (e.g. index, epoch) under ``seed``.
 
     Example:
-        >>> sample_rng(0, 5).integers(1000) == sample_rng(0, 5).integers(1000)
+        >>> bool(sample_rng(0, 5).integers(1000) == sample_rng(0, 5).integers(1000))
         True
     """
     if seed < 0 or any(k < 0 for k in keys):
