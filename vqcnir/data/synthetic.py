@@ -16,12 +16,12 @@ from PIL import Image
 
 from .augment import AugmentConfig
 from .degrade import NightBlurParams, degrade
-from .folders import ImageSampleDataset, to_tensor
+from .folders import ImageFolderDataset, to_tensor
 from .io import UnreadableImageError, list_images, read_rgb, warn_skipped
 from .seeding import sample_rng
 
 
-class SyntheticNightBlurDataset(ImageSampleDataset):
+class SyntheticNightBlurDataset(ImageFolderDataset):
     """Sharp photos under ``root`` as targets, their night-blurred versions as inputs, made on the fly.
 
     Args:
@@ -41,13 +41,8 @@ class SyntheticNightBlurDataset(ImageSampleDataset):
         augment: AugmentConfig | None = AugmentConfig(),  # noqa: B008 (frozen dataclass)
         seed: int = 0,
     ) -> None:
-        self.root = os.fspath(root)
         self.params = params or NightBlurParams()
-        files = list_images(self.root)
-        if not files:
-            raise ValueError(f"argument 'root': no images under {self.root}")
-        self.samples = [(os.path.join(self.root, rel),) for rel in files]
-        super().__init__(augment, seed)
+        super().__init__(root, augment, seed)
 
     def _load(self, paths: tuple[str, ...], rng: np.random.Generator) -> dict:
         (sharp,) = self._augment([read_rgb(paths[0])], rng, paths)
