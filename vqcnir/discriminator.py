@@ -56,8 +56,7 @@ class PatchDiscriminator(nn.Module):
         self.norm, self.spectral_norm = norm, spectral_norm
 
         def conv(c_in: int, c_out: int, stride: int, bias: bool) -> nn.Module:
-            layer = nn.Conv2d(c_in, c_out, kernel_size=4, stride=stride, padding=1, bias=bias)
-            return _spectral_norm(layer) if spectral_norm else layer
+            return nn.Conv2d(c_in, c_out, kernel_size=4, stride=stride, padding=1, bias=bias)
 
         def block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
             layers = [conv(c_in, c_out, stride, bias=norm == "none")]
@@ -77,14 +76,17 @@ class PatchDiscriminator(nn.Module):
         layers += block(channels, out, stride=1)
         layers.append(conv(out, 1, 1, bias=True))
         self.main = nn.Sequential(*layers)
-        self.reset_parameters()
+        self._init_weights()
+        if spectral_norm:  # wrapped after initialisation, so its power iteration starts from the final weights
+            for module in self.main:
+                if isinstance(module, nn.Conv2d):
+                    _spectral_norm(module)
 
-    def reset_parameters(self) -> None:
+    def _init_weights(self) -> None:
         """pix2pix initialisation: conv weights N(0, 0.02), norm scales N(1, 0.02), biases 0."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                weight = module.parametrizations.weight.original if self.spectral_norm else module.weight
-                nn.init.normal_(weight, 0.0, 0.02)
+                nn.init.normal_(module.weight, 0.0, 0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.BatchNorm2d | nn.InstanceNorm2d) and module.affine:

@@ -20,7 +20,7 @@ def chw(img: np.ndarray) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def pairs() -> list[tuple[np.ndarray, np.ndarray]]:
     """(clean, distorted) uint8 pairs: noise of two strengths and a colour shift, odd sizes included."""
-    astronaut, chelsea = photo_uint8("astronaut"), photo_uint8("chelsea")  # 512 x 512, 300 x 451
+    astronaut, chelsea = photo_uint8("astronaut", 200), photo_uint8("chelsea")  # 200 x 200, 300 x 451
     shifted = np.clip(chelsea.astype(np.int16) + np.array([12, -7, 3]), 0, 255).astype(np.uint8)
     return [(astronaut, add_noise(astronaut, 5)), (chelsea, add_noise(chelsea, 25, seed=1)), (chelsea, shifted)]
 
