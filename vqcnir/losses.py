@@ -30,7 +30,9 @@ def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
     check_tensor("pred", pred, ndim=4)
     check_tensor("target", target, ndim=4)
     if pred.shape != target.shape:
-        raise ValueError(f"arguments 'pred' and 'target' must have one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"arguments 'pred' and 'target' must have one shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
 
 
 def pixel_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

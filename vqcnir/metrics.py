@@ -91,7 +91,9 @@ def _prepare(
             img = img[..., crop_border:-crop_border, crop_border:-crop_border]
         out.append(rgb_to_y(img) if channel == "y" else img)
     if out[0].shape != out[1].shape:
-        raise ValueError(f"arguments 'pred' and 'target' must have one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"arguments 'pred' and 'target' must have one shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     return out[0], out[1]
 
 

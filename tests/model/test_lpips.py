@@ -84,7 +84,9 @@ def _vgg16_float64(x: torch.Tensor, state: dict[str, torch.Tensor]) -> list[torc
     pool_after, taps = {2, 7, 14, 21}, {2: 0, 7: 1, 14: 2, 21: 3, 28: 4}
     out = []
     for index in indices:
-        x = F.relu(F.conv2d(x, state[f"features.{index}.weight"].double(), state[f"features.{index}.bias"].double(), padding=1))
+        x = F.relu(
+            F.conv2d(x, state[f"features.{index}.weight"].double(), state[f"features.{index}.bias"].double(), padding=1)
+        )
         if index in taps:
             out.append(x)
         if index in pool_after:

@@ -73,7 +73,9 @@ class LPIPS(nn.Module):
         check_tensor("x0", x0, ndim=4)
         check_tensor("x1", x1, ndim=4)
         if x0.shape != x1.shape or x0.shape[1] != 3:
-            raise ValueError(f"arguments 'x0' and 'x1' must both be [B, 3, H, W], got {tuple(x0.shape)} and {tuple(x1.shape)}")
+            raise ValueError(
+                f"arguments 'x0' and 'x1' must both be [B, 3, H, W], got {tuple(x0.shape)} and {tuple(x1.shape)}"
+            )
         compute_dtype = torch.float64 if x0.dtype == torch.float64 else torch.float32
         both = torch.cat([x0, x1]).to(compute_dtype)
         if normalize:
