@@ -189,3 +189,16 @@ def test_bad_arguments_name_the_argument():
         lpips(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 17))
     with pytest.raises(TypeError, match="'x1'"):
         lpips(torch.rand(1, 3, 16, 16), torch.zeros(1, 3, 16, 16, dtype=torch.int64))
+
+
+@needs_weights
+def test_low_precision_inputs_and_double_module(models):
+    img = to_tensor(photo_uint8("astronaut", 48))
+    other = box_blur(img, 1)
+    with torch.no_grad():
+        ref = models["alexnet"](img, other, normalize=True)
+        half = models["alexnet"](img.bfloat16(), other.bfloat16(), normalize=True)
+        double = LPIPS("alexnet").double()(img.double(), other.double(), normalize=True)
+    assert half.dtype == torch.bfloat16 and double.dtype == torch.float64
+    torch.testing.assert_close(half.float(), ref, rtol=2e-2, atol=1e-3)
+    torch.testing.assert_close(double.float(), ref, rtol=1e-5, atol=1e-7)

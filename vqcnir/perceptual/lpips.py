@@ -38,8 +38,8 @@ class LPIPS(nn.Module):
         pretrained: ``False`` builds randomly initialised layers (tests, shape checks) without weights.
 
     Inputs ``x0``, ``x1``: ``[B, 3, H, W]`` RGB in ``[-1, 1]`` (``normalize=True``: in ``[0, 1]``),
-    float32/float64 (float16/bfloat16 are computed in float32). Output: ``[B]`` distances, in the
-    input's dtype. Gradients flow to the inputs, never to the (frozen) weights.
+    any float dtype, computed in the module's dtype (float32 unless ``.double()`` was called).
+    Output: ``[B]`` distances in the inputs' dtype. Gradients flow to the inputs, never to the weights.
 
     Example:
         >>> lpips = LPIPS("vgg16", pretrained=False)
@@ -76,7 +76,7 @@ class LPIPS(nn.Module):
             raise ValueError(
                 f"arguments 'x0' and 'x1' must both be [B, 3, H, W], got {tuple(x0.shape)} and {tuple(x1.shape)}"
             )
-        compute_dtype = torch.float64 if x0.dtype == torch.float64 else torch.float32
+        compute_dtype = self.heads[0].weight.dtype  # float32, or float64 after .double()
         both = torch.cat([x0, x1]).to(compute_dtype)
         if normalize:
             both = both * 2 - 1
@@ -86,7 +86,7 @@ class LPIPS(nn.Module):
         for feat, head in zip(feats, self.heads, strict=True):
             f0, f1 = unit_normalize(feat).chunk(2)
             diff = (f0 - f1).pow(2)
-            out.append(F.conv2d(diff, head.weight.to(compute_dtype)).mean(dim=(1, 2, 3)).to(x0.dtype))
+            out.append(F.conv2d(diff, head.weight).mean(dim=(1, 2, 3)).to(x0.dtype))
         return out
 
     def forward(self, x0: torch.Tensor, x1: torch.Tensor, normalize: bool = False) -> torch.Tensor:
