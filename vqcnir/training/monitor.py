@@ -109,7 +109,7 @@ class ScalarLog:
                 self._tb.add_scalar(name, value, iteration)
         elif self._csv is not None:
             now = f"{time.time():.3f}"
-            self._csv.writerows([iteration, name, f"{value:.6g}", now] for name, value in values.items())
+            self._csv.writerows([iteration, name, repr(float(value)), now] for name, value in values.items())
             self._file.flush()
 
     def image(self, tag: str, iteration: int, grid: np.ndarray) -> None:

@@ -1,0 +1,78 @@
+"""Training checkpoints: atomic writes, the latest pointer, pruning, RNG state, weights-only loading."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vqcnir.config import VQCNIRConfig
+from vqcnir.training import state as ckpt
+from vqcnir.vqgan import VQGAN
+
+
+def _model(seed: int) -> VQGAN:
+    torch.manual_seed(seed)
+    return VQGAN(VQCNIRConfig.tiny())
+
+
+def _state(iteration: int) -> dict:
+    optim = torch.optim.Adam(nn.Linear(2, 2).parameters())
+    return {"format_version": ckpt.FORMAT_VERSION, "iteration": iteration, "optim": optim.state_dict()}
+
+
+def test_interrupted_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    root = str(tmp_path / "checkpoints")
+    first = ckpt.save_checkpoint(root, 10, _model(0), _state(10), "name: a\n")
+
+    def crash(obj, path):
+        with open(path, "wb") as out:
+            out.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # killed mid-write
+
+    monkeypatch.setattr(ckpt, "_torch_save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(root, 20, _model(1), _state(20), "name: a\n")
+    assert ckpt.find_checkpoint(root) == first
+    assert ckpt.load_training_state(first)["iteration"] == 10
+    assert sorted(os.listdir(root)) == ["iter_00000010", "latest"]  # no staging or temp files left
+    reloaded = _model(5)
+    from vqcnir.checkpoint import load_weights
+
+    load_weights(reloaded, first)
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), _model(0).state_dict().values()))
+
+
+def test_latest_pointer_pruning_and_resave(tmp_path):
+    root = str(tmp_path / "exp" / "checkpoints")
+    for iteration in (1, 2, 3, 3):
+        path = ckpt.save_checkpoint(root, iteration, _model(iteration), _state(iteration), "x: 1\n", keep=2)
+    assert path.endswith("iter_00000003")
+    assert [os.path.basename(p) for p in ckpt.list_checkpoints(root)] == ["iter_00000002", "iter_00000003"]
+    assert ckpt.find_checkpoint(str(tmp_path / "exp")) == path  # experiment folder -> latest
+    assert ckpt.find_checkpoint(path) == path
+    assert ckpt.find_checkpoint(str(tmp_path)) is None
+
+
+def test_training_state_loads_weights_only(tmp_path):
+    root = str(tmp_path)
+    state = {"format_version": ckpt.FORMAT_VERSION, "rng": ckpt.capture_rng_state(), **_state(1)}
+    path = ckpt.save_checkpoint(root, 1, _model(0), state, "")
+    loaded = ckpt.load_training_state(path)
+    assert torch.equal(loaded["rng"]["torch"], state["rng"]["torch"])
+    torch.save({"format_version": 0}, os.path.join(path, ckpt.STATE_NAME))
+    with pytest.raises(ValueError, match="format 0"):
+        ckpt.load_training_state(path)
+
+
+def test_rng_state_round_trip():
+    saved = ckpt.capture_rng_state()
+    expected = (random.random(), np.random.rand(), np.random.randn(), torch.rand(3))
+    random.random(), np.random.rand(), torch.rand(5)
+    ckpt.restore_rng_state(saved)
+    again = (random.random(), np.random.rand(), np.random.randn(), torch.rand(3))
+    assert expected[:3] == again[:3] and torch.equal(expected[3], again[3])

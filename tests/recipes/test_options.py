@@ -1,0 +1,101 @@
+"""Recipe options: YAML loading, --key=value overrides (typed by the dataclasses) and their errors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from vqcnir.training.config import RecipeOptions, parse_recipe_args
+from vqcnir.training.options import OptionsError, apply_overrides, dump_yaml, from_dict, load_yaml, valid_keys
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "configs")
+
+
+def test_overrides_are_typed_by_the_dataclass():
+    options = apply_overrides(
+        RecipeOptions(),
+        [
+            "train.optim_g.lr=2e-4",
+            "--datasets.train.gt_size=128",
+            "train.optim_g.betas=[0.5, 0.9]",
+            "train.scheduler.milestones=[10, 20]",
+            "val.save_img=false",
+            "logger.use_tb_logger=1",
+            "train.total_iter=1e3",
+        ],
+    )
+    assert options.train.optim_g.lr == 2e-4 and isinstance(options.train.optim_g.lr, float)
+    assert options.datasets.train.gt_size == 128
+    assert options.train.optim_g.betas == (0.5, 0.9)
+    assert options.train.scheduler.milestones == [10, 20]
+    assert options.val.save_img is False and options.logger.use_tb_logger is True
+    assert options.train.total_iter == 1000
+    assert RecipeOptions().train.optim_g.lr == 1e-4  # the original is untouched
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.lr=1", "unknown option 'train.lr'.*valid keys: .*train.optim_g.lr"),
+        ("lr=1", "did you mean train.optim_g.lr, train.optim_d.lr"),
+        ("train.total_iter=abc", "option 'train.total_iter' must be int, got 'abc'"),
+        ("train.total_iter=1.5", "must be int"),
+        ("val.save_img=maybe", "option 'val.save_img' must be bool"),
+        ("train.optim_g.betas=[0.9, x]", r"train.optim_g.betas\[1\]' must be float"),
+        ("network_g.preset=huge", "unknown model preset 'huge'"),
+        ("datasets.train.type=imagenet", "must be one of"),
+        ("train.total_iter", "must look like --key=value"),
+        ("train=3", "unknown option 'train'"),
+    ],
+)
+def test_bad_overrides_are_rejected(override, message):
+    with pytest.raises(OptionsError, match=message):
+        apply_overrides(RecipeOptions(), [override])
+
+
+def test_yaml_unknown_keys_list_the_valid_ones(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  optim_g:\n    learning_rate: 0.1\n")
+    with pytest.raises(OptionsError, match=r"bad.yaml: unknown option\(s\) train.optim_g.learning_rate.*valid keys: "):
+        load_yaml(RecipeOptions, str(path))
+
+
+def test_round_trip_through_yaml(tmp_path):
+    options = apply_overrides(RecipeOptions(), ["name=x", "train.optim_d.betas=[0.5, 0.999]"])
+    path = tmp_path / "o.yaml"
+    path.write_text(dump_yaml(options))
+    assert load_yaml(RecipeOptions, str(path)) == options
+
+
+@pytest.mark.parametrize("name", ["vqgan_lolblur", "vqcnir_lolblur", "vqgan_demo", "vqcnir_demo"])
+def test_shipped_configs_load(name):
+    options = load_yaml(RecipeOptions, os.path.join(CONFIGS, f"{name}.yaml"))
+    assert options.name == name
+    if "lolblur" in name:  # the paper's settings
+        train = options.train
+        assert (train.optim_g.lr, train.optim_g.betas, train.scheduler.type) == (1e-4, (0.9, 0.99), "MultiStepLR")
+        assert (options.datasets.train.batch_size_per_gpu, options.datasets.train.gt_size) == (8, 256)
+        assert train.total_iter == 500_000
+        losses = train.losses
+        weights = (losses.pixel_weight, losses.alignment_weight, losses.perceptual_weight, losses.adversarial_weight)
+        assert weights == (1.0, 1.0, 1.0, 0.1)
+
+
+def test_command_line(tmp_path, capsys):
+    config = os.path.join(CONFIGS, "vqcnir_demo.yaml")
+    options = parse_recipe_args(["--config", config, "--train.total_iter=7", "--resume"], config, "test")
+    assert options.train.total_iter == 7 and options.path.resume_state == "auto"
+    assert os.path.isabs(options.path.stage1_config) and os.path.isfile(options.path.stage1_config)
+    with pytest.raises(SystemExit):
+        parse_recipe_args(["--config", config, "--train.totl_iter=7"], config, "test")
+    assert "unknown option 'train.totl_iter'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_recipe_args(["--config", config, "stray"], config, "test")
+    assert "options are given as --key=value" in capsys.readouterr().err
+
+
+def test_valid_keys_are_dotted_leaves():
+    keys = valid_keys(RecipeOptions)
+    assert "train.optim_g.lr" in keys and "datasets.val.max_images" in keys and "train" not in keys
+    assert from_dict(RecipeOptions, {}) == RecipeOptions()

@@ -1,0 +1,101 @@
+"""Stage-1 recipe on CPU: a smoke run, exact resume, Ctrl-C, and one-process torchrun."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.recipes.helpers import RECIPES, load_recipe, logged_values, tiny_recipe
+from vqcnir.checkpoint import read_config
+from vqcnir.training.state import find_checkpoint, load_training_state
+
+train_vqgan = load_recipe("train_vqgan")
+
+
+def test_smoke_run_writes_every_output(tmp_path):
+    config = tiny_recipe(str(tmp_path), "stage1")
+    result = train_vqgan.main(["--config", config])
+    experiment = result["directory"]
+    assert result["iteration"] == 3 and not result["interrupted"]
+    assert {"psnr", "ssim"} <= result["metrics"].keys()
+    for name in ("options.yaml", "best/model.safetensors", "final/model.safetensors", "samples/iter_00000002.png"):
+        assert os.path.isfile(os.path.join(experiment, name)), name
+    assert read_config(os.path.join(experiment, "final"))[0] == "VQGAN"
+    losses = logged_values(experiment)
+    assert {(i, "train/l_g_total") for i in (1, 2, 3)} <= losses.keys()
+    assert {"train/l_g_pixel", "train/l_g_alignment", "train/l_g_perceptual", "train/l_g_adversarial"} <= {
+        name for _, name in losses
+    }
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    checkpoint = find_checkpoint(experiment)
+    assert checkpoint.endswith("iter_00000003")
+    state = load_training_state(checkpoint)
+    assert state["iteration"] == 3 and state["options"]["name"] == "stage1"
+    assert os.path.isfile(os.path.join(checkpoint, "options.yaml"))
+
+
+def test_resume_gives_the_same_losses_and_weights(tmp_path):
+    straight = tiny_recipe(str(tmp_path), "straight", train={"total_iter": 4})
+    split = tiny_recipe(str(tmp_path), "split", train={"total_iter": 2})
+    a = train_vqgan.main(["--config", straight])
+    b = train_vqgan.main(["--config", split])
+    assert b["iteration"] == 2
+    b = train_vqgan.main(["--config", split, "--train.total_iter=4", "--resume"])
+    assert b["iteration"] == 4
+    losses_a, losses_b = logged_values(a["directory"]), logged_values(b["directory"])
+    resumed = {key: value for key, value in losses_b.items() if key[0] > 2}
+    assert resumed and resumed == {key: losses_a[key] for key in resumed}
+    weights_a = load_file(os.path.join(a["directory"], "final", "model.safetensors"))
+    weights_b = load_file(os.path.join(b["directory"], "final", "model.safetensors"))
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, monkeypatch):
+    config = tiny_recipe(str(tmp_path), "interrupted", train={"total_iter": 5}, logger={"save_checkpoint_freq": 0})
+    original = train_vqgan.TrainingSession.after_step
+
+    def after_step(self, iteration, values, images):
+        original(self, iteration, values, images)
+        if iteration == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+
+    monkeypatch.setattr(train_vqgan.TrainingSession, "after_step", after_step)
+    result = train_vqgan.main(["--config", config])
+    assert result["interrupted"] and result["iteration"] == 2
+    assert load_training_state(find_checkpoint(result["directory"]))["iteration"] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    monkeypatch.undo()
+    result = train_vqgan.main(["--config", config, "--resume"])
+    assert result["iteration"] == 5 and not result["interrupted"]
+
+
+def test_explicit_resume_path_must_exist(tmp_path):
+    config = tiny_recipe(str(tmp_path), "missing")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train_vqgan.main(["--config", config, f"--resume={tmp_path / 'nowhere'}"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.isfile(os.path.join(os.path.dirname(sys.executable), "torchrun")), reason="no torchrun")
+def test_torchrun_one_process_ddp(tmp_path):
+    config = tiny_recipe(str(tmp_path), "ddp", train={"total_iter": 2})
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=1", os.path.join(RECIPES, "train_vqgan.py"), "--config", config],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    experiment = os.path.join(tmp_path, "experiments", "ddp")
+    assert load_training_state(find_checkpoint(experiment))["iteration"] == 2
+    assert os.path.isfile(os.path.join(experiment, "final", "model.safetensors"))
