@@ -1,1 +1,1 @@
-"""Command-line tools: ``vqcnir-restore`` (:mod:`vqcnir.cli.restore`) and ``vqcnir-evaluate`` (:mod:`vqcnir.cli.evaluate`)."""
+"""Command-line tools: ``vqcnir-restore``, ``vqcnir-evaluate``."""

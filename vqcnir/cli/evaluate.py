@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gt", help="folder of ground-truth images (same relative paths); none: NIQE only")
     parser.add_argument("--model", help="checkpoint to run on --input first (our folder or the official .pth)")
     parser.add_argument("--input", help="folder of degraded inputs for --model")
-    parser.add_argument("--out", default="evaluation", help="where metrics.csv and the summary go (default ./evaluation)")
+    parser.add_argument(
+        "--out", default="evaluation", help="where metrics.csv and the summary go (default ./evaluation)"
+    )
     parser.add_argument("--ssim-channel", choices=("y", "rgb"), default="y", help="SSIM on BT.601 Y (default) or RGB")
     parser.add_argument("--crop-border", type=int, default=0, help="pixels left out at every border (default 0)")
     parser.add_argument(

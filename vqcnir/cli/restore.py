@@ -60,7 +60,9 @@ def plan_jobs(source: str, output: str) -> list[Job]:
         files = list_images(source)
         if not files:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {source!r}")
-        jobs = [Job(os.path.join(source, rel), os.path.join(output, os.path.splitext(rel)[0] + ".png")) for rel in files]
+        jobs = [
+            Job(os.path.join(source, rel), os.path.join(output, os.path.splitext(rel)[0] + ".png")) for rel in files
+        ]
     elif os.path.isfile(source):
         if not source.lower().endswith(IMAGE_EXTENSIONS):
             raise ValueError(f"input {source!r} is not an image file ({', '.join(IMAGE_EXTENSIONS)})")
