@@ -41,22 +41,16 @@ def _read_csv(path):
         return list(csv.DictReader(handle))
 
 
+def _evaluate_pairs(root, *extra):
+    """Run the CLI on ROOT/restored vs ROOT/gt into ROOT/eval; returns the output folder."""
+    out = root / "eval"
+    main(["--restored", str(root / "restored"), "--gt", str(root / "gt"), "--out", str(out), "--quiet", *extra])
+    return out
+
+
 def test_paired_metrics_csv_and_summary(tmp_path, capsys):
     expected = _pairs(tmp_path, np.random.default_rng(0))
-    out = tmp_path / "eval"
-    main(
-        [
-            "--restored",
-            str(tmp_path / "restored"),
-            "--gt",
-            str(tmp_path / "gt"),
-            "--out",
-            str(out),
-            "--lpips",
-            "none",
-            "--quiet",
-        ]
-    )
+    out = _evaluate_pairs(tmp_path, "--lpips", "none")
     rows = _read_csv(out / "metrics.csv")
     assert [r["image"] for r in rows] == ["b.png", "video/0001.png"]  # sorted by relative path
     assert list(rows[0]) == ["image", "psnr", "ssim"]
@@ -75,24 +69,7 @@ def test_paired_metrics_csv_and_summary(tmp_path, capsys):
 
 def test_rgb_ssim_crop_border_and_niqe_columns(tmp_path):
     _pairs(tmp_path, np.random.default_rng(1))
-    out = tmp_path / "eval"
-    main(
-        [
-            "--restored",
-            str(tmp_path / "restored"),
-            "--gt",
-            str(tmp_path / "gt"),
-            "--out",
-            str(out),
-            "--lpips",
-            "none",
-            "--ssim-channel",
-            "rgb",
-            "--crop-border",
-            "2",
-            "--quiet",
-        ]
-    )
+    out = _evaluate_pairs(tmp_path, "--lpips", "none", "--ssim-channel", "rgb", "--crop-border", "2")
     row = _read_csv(out / "metrics.csv")[0]
     restored, gt = read_rgb(tmp_path / "restored" / "b.bmp"), read_rgb(tmp_path / "gt" / "b.png")
     assert float(row["ssim"]) == pytest.approx(ssim(_t(restored), _t(gt), "rgb", crop_border=2).item(), abs=1e-6)
@@ -101,8 +78,7 @@ def test_rgb_ssim_crop_border_and_niqe_columns(tmp_path):
 @pytest.mark.skipif(not lpips_available(), reason="LPIPS weights (lpips extra) not installed")
 def test_lpips_columns_match_the_lpips_module(tmp_path):
     _pairs(tmp_path, np.random.default_rng(2), size=64)  # AlexNet needs at least ~ 64 px
-    out = tmp_path / "eval"
-    main(["--restored", str(tmp_path / "restored"), "--gt", str(tmp_path / "gt"), "--out", str(out), "--quiet"])
+    out = _evaluate_pairs(tmp_path)
     row = _read_csv(out / "metrics.csv")[0]
     assert list(row) == ["image", "psnr", "ssim", "lpips_alexnet", "lpips_vgg16"]
     restored, gt = (_t(read_rgb(p)).float() / 255 for p in (tmp_path / "restored" / "b.bmp", tmp_path / "gt" / "b.png"))
@@ -167,7 +143,8 @@ def test_argument_errors(tmp_path, monkeypatch, args, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_unmatched_files_and_size_mismatch_are_errors(tmp_path, capsys):
+def test_unmatched_files_and_size_mismatch_are_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the default --out is ./evaluation
     rng = np.random.default_rng(4)
     write(tmp_path / "gt" / "a.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
     write(tmp_path / "restored" / "b.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
