@@ -18,6 +18,7 @@ import functools
 import os
 import sys
 
+from vqcnir.training.codebook import restart_dead_codes
 from vqcnir.training.config import parse_recipe_args
 from vqcnir.training.data import batch_stream, build_dataset
 from vqcnir.training.evaluation import evaluate_pairs
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     net_g = wrap_model(model, runtime, options.train.compile)
     update = GANUpdate(options.train, options.network_d, model.parameters(), runtime)
 
-    def validate() -> dict[str, float]:  # reconstruction of the validation targets
+    def validate(save_dir: str | None = None) -> dict[str, float]:  # reconstruction of the validation targets
         with evaluating(model), amp():
             return evaluate_pairs(
                 lambda image: model(image).image,
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
                 source="gt",
                 max_images=options.datasets.val.max_images,
                 padding=options.val.padding,
+                save_dir=save_dir,
             )
 
     session = TrainingSession(options, runtime, model, update, validate)
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
                 out = net_g(gt)
             values = update.step(out.image, gt, out.quant_loss, iteration + 1, amp)
             iteration += 1
+            if options.train.codebook_restart and iteration % options.train.codebook_restart == 0:
+                values["codes_restarted"] = restart_dead_codes(model.quantizer, out.latent, runtime)
             session.after_step(iteration, values, (gt, out.image.detach()))
 
         # ------------------------------------------------------------------- final eval and checkpoint

@@ -87,6 +87,7 @@ class PathOptions:
     experiments_root: str = "experiments"
     pretrain_network_hq: str = ""
     stage1_config: str = ""
+    stage1_overrides: list[str] = field(default_factory=list)  # --key=value items for that stage-1 run
     resume_state: str = ""
 
 
@@ -141,6 +142,7 @@ class TrainOptions:
     grad_clip: float = 0.0  # max gradient norm of the generator (0 = off)
     mixed_precision: str = "bf16"  # "bf16" autocast on CUDA ("no" = float32); CPU always runs float32
     compile: bool = False  # torch.compile the generator and the discriminator
+    codebook_restart: int = 0  # stage 1: every N iterations move unused codes onto current latents (0 = off)
 
     def __post_init__(self) -> None:
         if self.total_iter < 1:
@@ -166,7 +168,7 @@ class LoggerOptions:
     show_tf_imgs_freq: int = 1000  # PNG grid (input | output | ground truth) every N iterations (0 = off)
     use_tb_logger: bool = True  # TensorBoard when installed, else CSV
     keep_checkpoints: int = 2  # periodic checkpoints kept besides the best model
-    progress_bar: bool = True
+    progress_bar: bool = True  # tqdm bar when installed and on a terminal; False: a plain line every print_freq
 
 
 @dataclass

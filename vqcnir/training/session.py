@@ -4,7 +4,7 @@ validation with the best model kept, checkpoints, and the final save (also after
 Experiment folder ``<path.experiments_root>/<name>/``: ``options.yaml`` (the resolved options),
 ``checkpoints/`` (:mod:`vqcnir.training.state`), ``best/`` (the generator with the best validation
 PSNR, a ``save_pretrained`` folder), ``final/`` (the generator at the end), ``samples/`` (PNG grids),
-``logs/`` (TensorBoard or ``metrics.csv``).
+``logs/`` (TensorBoard or ``metrics.csv``), ``results/`` (the validation outputs at the end, PNG).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class TrainingSession:
         runtime: device / rank.
         model: the raw generator (not compiled, not DDP-wrapped): what checkpoints hold.
         update: the :class:`GANUpdate` (optimizers, schedules, discriminator).
-        validate: returns validation metrics (``psnr`` decides the best model); runs on rank 0 only.
+        validate: ``validate(save_dir=None)`` returns validation metrics (``psnr`` decides the best model),
+            writing the outputs as PNGs into ``save_dir`` when given; runs on rank 0 only.
     """
 
     def __init__(
@@ -45,7 +46,7 @@ class TrainingSession:
         runtime: Runtime,
         model: nn.Module,
         update: GANUpdate,
-        validate: Callable[[], dict[str, float]],
+        validate: Callable[..., dict[str, float]],
     ) -> None:
         self.options, self.runtime, self.model, self.update, self.validate = options, runtime, model, update, validate
         self.directory = options.experiment_dir
@@ -79,6 +80,9 @@ class TrainingSession:
                 self.update.load_state_dict(state["update"])
                 self.position = DataPosition(int(state["epoch"]), int(state["batch"]))
                 self.best = dict(state["best"])
+                buffers = self._transient_buffers()
+                for name, value in state["buffers"].items():
+                    buffers[name].copy_(value)
                 restore_rng_state(state["rng"])
                 self.start_iteration = int(state["iteration"])
                 self.last_saved = self.start_iteration
@@ -87,7 +91,8 @@ class TrainingSession:
         self.progress = Progress(
             self.options.train.total_iter,
             self.start_iteration,
-            enabled=self.main and self.options.logger.progress_bar,
+            enabled=self.main,
+            use_tqdm=None if self.options.logger.progress_bar else False,
             print_freq=self.options.logger.print_freq,
         )
         return self.start_iteration
@@ -108,11 +113,11 @@ class TrainingSession:
         if logger.save_checkpoint_freq and iteration % logger.save_checkpoint_freq == 0:
             self.save(iteration)
 
-    def run_validation(self, iteration: int) -> dict[str, float]:
+    def run_validation(self, iteration: int, save_dir: str | None = None) -> dict[str, float]:
         """Validate on rank 0, log, keep ``best/`` when the PSNR improved; returns the metrics."""
         metrics: dict[str, float] = {}
         if self.main:
-            metrics = self.validate()
+            metrics = self.validate(save_dir=save_dir)
             self.log.scalars(iteration, {f"val/{k}": v for k, v in metrics.items() if k != "count"})
             improved = metrics["psnr"] > self.best["psnr"]
             if improved:
@@ -135,6 +140,7 @@ class TrainingSession:
                 "best": self.best,
                 "update": self.update.state_dict(),
                 "rng": capture_rng_state(),
+                "buffers": self._transient_buffers(),  # e.g. codebook usage counts (not in the weights)
                 "options": to_dict(self.options),
             }
             path = write_checkpoint(
@@ -143,6 +149,11 @@ class TrainingSession:
             self.last_saved = iteration
         barrier(self.runtime)
         return path
+
+    def _transient_buffers(self) -> dict[str, torch.Tensor]:
+        """The model's non-persistent buffers: training state that the weights file leaves out."""
+        persistent = self.model.state_dict().keys()
+        return {name: buf for name, buf in self.model.named_buffers() if name not in persistent}
 
     # ------------------------------------------------------------------------------------------- end
     def finish(self, iteration: int, interrupted: bool) -> dict[str, float]:
@@ -154,7 +165,8 @@ class TrainingSession:
             if self.main:
                 print(f"stopped at iteration {iteration}; continue with --resume (experiment {self.directory})")
         elif iteration > self.start_iteration or not os.path.isdir(os.path.join(self.directory, "best")):
-            metrics = self.run_validation(iteration)
+            results = os.path.join(self.directory, "results") if self.options.val.save_img else None
+            metrics = self.run_validation(iteration, results)
             if self.main:
                 save_pretrained(self.model, os.path.join(self.directory, "final"), {"iteration": str(iteration)})
         self.log.close()

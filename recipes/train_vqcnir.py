@@ -1,0 +1,158 @@
+"""Stage 2 of VQCNIR: learn to restore night images (dark, blurred) on the frozen stage-1 prior.
+
+    python recipes/train_vqcnir.py            # the demo: no dataset, no GPU; trains stage 1 then stage 2 of the
+                                              # tiny model on bundled photos in a few minutes, reports PSNR/SSIM
+    python recipes/train_vqcnir.py --config recipes/configs/vqcnir_lolblur.yaml --datasets.train.dataroot=...
+    torchrun --nproc_per_node=4 recipes/train_vqcnir.py --config ...     # DDP
+    python recipes/train_vqcnir.py --config ... --resume                 # continue the latest checkpoint
+
+The stage-1 VQGAN (``path.pretrain_network_hq``, or trained first from ``path.stage1_config``) gives the
+encoder, codebook and decoder G; the codebook, post-quant conv, decoder G and RGB head are frozen. The
+frozen stage-1 model also turns each ground truth into code indices, the targets of code alignment.
+Objective: 1 * L1 + 1 * code alignment + 1 * LPIPS-VGG + 0.1 * hinge GAN (PatchGAN).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+from vqcnir.checkpoint import load_weights, read_config
+from vqcnir.model import VQCNIR
+from vqcnir.training.config import parse_recipe_args
+from vqcnir.training.data import batch_stream, build_dataset
+from vqcnir.training.evaluation import evaluate_pairs
+from vqcnir.training.options import load_yaml
+from vqcnir.training.runtime import (
+    StopOnInterrupt,
+    autocast,
+    evaluating,
+    seed_everything,
+    set_requires_grad,
+    setup_runtime,
+    teardown_runtime,
+    wrap_model,
+)
+from vqcnir.training.session import TrainingSession
+from vqcnir.training.update import GANUpdate
+from vqcnir.vqgan import VQGAN
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "vqcnir_demo.yaml")
+
+
+def stage1_checkpoint(options: object) -> str | None:
+    """The stage-1 model folder; trains stage 1 first (recipes/train_vqgan.py) when the recipe names a
+    stage-1 config whose run has not finished. None when that run was interrupted."""
+    if options.path.pretrain_network_hq:
+        return options.path.pretrain_network_hq
+    if not options.path.stage1_config:
+        raise ValueError("set path.pretrain_network_hq (a stage-1 model folder) or path.stage1_config")
+    overrides = [f"--path.experiments_root={options.path.experiments_root}"]
+    overrides += [f"--{item.lstrip('-')}" for item in options.path.stage1_overrides]
+    stage1 = load_yaml(type(options), options.path.stage1_config, overrides)
+    if not os.path.isdir(os.path.join(stage1.experiment_dir, "final")):
+        import train_vqgan  # the sibling recipe (this folder is on sys.path when run as a script)
+
+        print(f"stage 1 first: {options.path.stage1_config} -> {stage1.experiment_dir}", flush=True)
+        result = train_vqgan.main(["--config", options.path.stage1_config, *overrides, "--path.resume_state=auto"])
+        if result["interrupted"]:
+            return None
+    return os.path.join(stage1.experiment_dir, "best")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    # ---------------------------------------------------------------------------------- config, setup
+    options = parse_recipe_args(argv, DEFAULT_CONFIG, "Stage 2 of VQCNIR: night image restoration.")
+    hq_path = stage1_checkpoint(options)
+    if hq_path is None:
+        return {"metrics": {}, "interrupted": True, "iteration": 0, "directory": options.experiment_dir}
+    runtime = setup_runtime(options.device)
+    seed_everything(options.manual_seed)
+    amp = functools.partial(autocast, runtime, options.train.mixed_precision)
+
+    # ------------------------------------------------------------------------------------------- data
+    train_opts = options.datasets.train
+    train_set = build_dataset(train_opts, train=True, seed=options.manual_seed)
+    val_set = build_dataset(options.datasets.val, train=False, seed=options.manual_seed)
+
+    # ----------------------------------------------------------------------------------------- models
+    model_config = options.network_g.model_config()
+    kind, hq_config = read_config(hq_path)
+    if kind != "VQGAN" or hq_config != model_config:
+        raise ValueError(f"{hq_path} holds a {kind} with {hq_config}, expected a stage-1 VQGAN with {model_config}")
+    prior = load_weights(VQGAN(model_config), hq_path).to(runtime.device).eval()  # gives the gt code indices
+    set_requires_grad(prior, False)
+    model = VQCNIR(model_config)
+    model.load_stage1(prior)
+    frozen = model.freeze_prior()
+    model.to(runtime.device)
+    net_g = wrap_model(model, runtime, options.train.compile)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if runtime.is_main:
+        count = sum(p.numel() for p in trainable)
+        print(f"stage 1 from {hq_path}; frozen: {len(frozen)} tensors; training {count:,} parameters")
+
+    # ------------------------------------------------------------------------------------- optimizers
+    update = GANUpdate(options.train, options.network_d, trainable, runtime)
+
+    def validate(save_dir: str | None = None) -> dict[str, float]:  # restoration of the night inputs
+        with evaluating(model), amp():
+            return evaluate_pairs(
+                lambda image: model(image).image,
+                val_set,
+                runtime.device,
+                source="lq",
+                max_images=options.datasets.val.max_images,
+                padding=options.val.padding,
+                save_dir=save_dir,
+            )
+
+    session = TrainingSession(options, runtime, model, update, validate)
+    iteration = session.resume()
+    batches = batch_stream(
+        train_set,
+        train_opts.batch_size_per_gpu,
+        train_opts.num_worker_per_gpu,
+        options.manual_seed,
+        session.position,
+        runtime.rank,
+        runtime.world_size,
+        pin_memory=runtime.device.type == "cuda",
+    )
+
+    # ------------------------------------------------------------------------------------------- loop
+    with StopOnInterrupt() as stop:
+        while iteration < options.train.total_iter and not stop.requested:
+            try:
+                batch = next(batches)
+            except Exception:
+                if stop.requested:  # Ctrl-C also reached the DataLoader workers
+                    break
+                raise
+            lq = batch["lq"].to(runtime.device, non_blocking=True)
+            gt = batch["gt"].to(runtime.device, non_blocking=True)
+            with amp():
+                gt_indices = prior.encode_indices(gt)
+                out = net_g(lq, gt_indices)  # quant_loss: code alignment towards the gt codes
+            values = update.step(out.image, gt, out.quant_loss, iteration + 1, amp)
+            iteration += 1
+            session.after_step(iteration, values, (lq, out.image.detach(), gt))
+
+        # --------------------------------------------------------------- final eval, checkpoint, outputs
+        metrics = session.finish(iteration, interrupted=stop.requested)
+    if runtime.is_main and metrics:
+        count = int(metrics["count"])
+        print(f"\nheld-out pairs ({count}):   PSNR (dB)   SSIM")
+        print(f"  input (night, blurred)   {metrics['input_psnr']:8.2f}   {metrics['input_ssim']:.4f}")
+        print(f"  restored                 {metrics['psnr']:8.2f}   {metrics['ssim']:.4f}")
+        if options.val.save_img:
+            print(f"restored images: {session.directory}/results")
+        print(f"models: {session.directory}/best (best validation PSNR), {session.directory}/final")
+    return {"metrics": metrics, "interrupted": stop.requested, "iteration": iteration, "directory": session.directory}
+
+
+if __name__ == "__main__":
+    result = main()
+    teardown_runtime()
+    sys.exit(130 if result["interrupted"] else 0)
