@@ -10,6 +10,11 @@ TORCH_LIBRARY(vqcnir_C, m) {
   // (codebook side in the compute dtype: float64 for float64 z, else float32).
   // Returns (index int64 [N], dist [N] in the compute dtype). See vqcnir_ops/quantize/reference.py.
   m.def("nearest_code(Tensor z, Tensor mu, Tensor codes, Tensor code_sqnorm) -> (Tensor, Tensor)");
+  // IMACConv curve mapping. x [B, S, Cs, H, W], a [B, S, n, H, W] (1 <= n <= 16), same floating dtype, any
+  // strides. fwd -> y; bwd(dy like x) -> (dx, da), da summed over each split's Cs channels in a fixed
+  // order. Outputs are contiguous. See vqcnir_ops/curve/reference.py.
+  m.def("curve_map_fwd(Tensor x, Tensor a) -> Tensor");
+  m.def("curve_map_bwd(Tensor dy, Tensor x, Tensor a) -> (Tensor, Tensor)");
 }
 
 // Importing the module loads this library, which runs the registrations above and those of every

@@ -6,18 +6,40 @@ this machine can run and why the others are missing.
 """
 
 from vqcnir_ops._backend import BACKENDS, BackendUnavailableError, availability
+from vqcnir_ops.aiem import (
+    AIEM,
+    HIE,
+    IMAE,
+    LargeKernelAttention,
+    SimpleGate,
+    SimplifiedChannelAttention,
+    convert_official_aiem,
+    convert_official_aiem_blocks,
+)
+from vqcnir_ops.curve import IMACConv, curve_map, curve_map_ref
 from vqcnir_ops.norm import LayerNorm2d, layer_norm_2d_ref
 from vqcnir_ops.quantize import QuantizerOutput, VectorQuantizer, nearest_code, nearest_code_ref
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AIEM",
     "BACKENDS",
+    "HIE",
+    "IMAE",
     "BackendUnavailableError",
+    "IMACConv",
+    "LargeKernelAttention",
     "LayerNorm2d",
     "QuantizerOutput",
     "VectorQuantizer",
+    "SimpleGate",
+    "SimplifiedChannelAttention",
     "availability",
+    "convert_official_aiem",
+    "convert_official_aiem_blocks",
+    "curve_map",
+    "curve_map_ref",
     "layer_norm_2d_ref",
     "nearest_code",
     "nearest_code_ref",
