@@ -6,6 +6,14 @@ this machine can run and why the others are missing.
 """
 
 from vqcnir_ops._backend import BACKENDS, BackendUnavailableError, availability
+from vqcnir_ops.deform import (
+    DeformConv2d,
+    DeformConv2dPack,
+    TextureWarp,
+    deform_conv2d,
+    deform_conv2d_ref,
+    texture_warp_state_dict_from_official,
+)
 from vqcnir_ops.norm import LayerNorm2d, layer_norm_2d_ref
 from vqcnir_ops.quantize import QuantizerOutput, VectorQuantizer, nearest_code, nearest_code_ref
 
@@ -14,11 +22,17 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
+    "DeformConv2d",
+    "DeformConv2dPack",
     "LayerNorm2d",
     "QuantizerOutput",
+    "TextureWarp",
     "VectorQuantizer",
     "availability",
+    "deform_conv2d",
+    "deform_conv2d_ref",
     "layer_norm_2d_ref",
     "nearest_code",
     "nearest_code_ref",
+    "texture_warp_state_dict_from_official",
 ]
