@@ -16,7 +16,7 @@ IntPair = int | tuple[int, int] | list[int]
 
 
 def _pair(name: str, value: IntPair, minimum: int) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
+    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
         raise TypeError(f"argument '{name}' must be an int or a pair of ints, got {value!r}")
     if min(pair) < minimum:

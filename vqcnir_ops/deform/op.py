@@ -103,7 +103,7 @@ def deform_conv2d_fwd(
     backend: str,
 ) -> torch.Tensor:
     """``[B, Cout, Ho, Wo]`` in ``input``'s dtype; ``backend`` is concrete (see ``functional.py``)."""
-    return _FORWARD[backend](input, offset, mask, weight, bias, stride, padding, dilation, deterministic)
+    return _FORWARD[backend](input, offset, mask, weight, bias, stride, padding, dilation, deterministic).contiguous()
 
 
 @deform_conv2d_fwd.register_fake

@@ -6,7 +6,8 @@ never stored: one program owns ``BLOCK_P`` output pixels x ``BLOCK_N`` output ch
 conv group; for each ``BLOCK_R`` slice of the reduction it loads the slice's offsets and mask, gathers
 the four neighbours of every sample, forms the ``[BLOCK_P, BLOCK_R]`` tile of ``A`` in registers and feeds
 it to ``tl.dot`` with the ``[BLOCK_R, BLOCK_N]`` weight tile (float32 accumulation; IEEE float32 dot for
-float32 inputs, tensor-core float16/bfloat16 dot with float32 accumulation for half inputs).
+float32 inputs, tensor-core float16/bfloat16 dot with float32 accumulation for half inputs on a GPU; the
+interpreter, whose bfloat16 dot is not reliable, uses the float32 dot for every dtype).
 
 Contract: ``reference.py`` (torchvision's semantics). All tensors are made contiguous by the launcher.
 """
@@ -126,11 +127,13 @@ def deform_conv2d_triton(
     x, offset, mask = x.contiguous(), offset.contiguous(), mask.contiguous()
     weight, bias = weight.to(x.dtype).contiguous(), bias.contiguous()
     batch, cout, groups = x.shape[0], geo["COUT"], geo["G"]
-    out = torch.empty(batch, cout, offset.shape[2], offset.shape[3], dtype=x.dtype, device=x.device)
+    # The interpreter rounds float32 -> bfloat16 stores by truncation: there, store float32 and let torch round.
+    out_dtype = x.dtype if x.is_cuda else torch.float32
+    out = torch.empty(batch, cout, offset.shape[2], offset.shape[3], dtype=out_dtype, device=x.device)
     block_p, block_n, block_r = 64, block(cout // groups, 64), 32
     grid = (triton.cdiv(geo["L"], block_p), triton.cdiv(cout // groups, block_n), batch * groups)
     _deform_conv2d_fwd_kernel[grid](
-        x, offset, mask, weight, bias, out, **geo, LOW_PRECISION=x.dtype != torch.float32,
+        x, offset, mask, weight, bias, out, **geo, LOW_PRECISION=x.is_cuda and x.dtype != torch.float32,
         BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_R=block_r, num_warps=4,
     )  # fmt: skip
-    return out
+    return out.to(x.dtype)
