@@ -160,9 +160,7 @@ def assert_matches_exact(
 # --- deformable convolution ---------------------------------------------------------------------------
 
 
-def deform_offsets(
-    shape: tuple[int, ...], kind: str, generator: torch.Generator, spread: float = 2.0
-) -> torch.Tensor:
+def deform_offsets(shape: tuple[int, ...], kind: str, generator: torch.Generator, spread: float = 2.0) -> torch.Tensor:
     """float64 offsets of one ``kind``: ``'fractional'`` (uniform), ``'integer'`` (exact integers),
     ``'near_border'`` (integers +- 1e-3: samples just either side of pixel rows and columns),
     ``'off_integer'`` (fractional parts in [0.2, 0.8]: away from bilinear kinks, for gradcheck) or

@@ -49,7 +49,9 @@ def _inputs(geo: dict, seed: int, offset_kind: str = "mixed", with_mask: bool = 
     """float64 tensors for one call."""
     gen = torch.Generator().manual_seed(seed)
     kh, kw = geo["kernel"]
-    out_h, out_w = output_size(geo["height"], geo["width"], geo["kernel"], geo["stride"], geo["padding"], geo["dilation"])
+    out_h, out_w = output_size(
+        geo["height"], geo["width"], geo["kernel"], geo["stride"], geo["padding"], geo["dilation"]
+    )
     taps = geo["offset_groups"] * kh * kw
     f64 = dict(dtype=torch.float64, generator=gen)
     tensors = {
@@ -158,8 +160,10 @@ def test_offsets_fully_outside_give_bias_only(backend, far):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@given(geo=geometries(), seed=st.integers(0, 2**31 - 1), data=st.data())
-def test_forward_and_gradients_match_float64(backend, geo, seed, data):
+@given(seed=st.integers(0, 2**31 - 1), data=st.data())
+def test_forward_and_gradients_match_float64(backend, seed, data):
+    # Smaller problems for the Triton interpreter, whose backward walks every pixel block per program.
+    geo = data.draw(geometries(2, 4) if backend == "triton" else geometries(), label="geometry")
     dtype = data.draw(st.sampled_from(_dtypes(backend)), label="dtype")
     kind = data.draw(st.sampled_from(["mixed", "fractional", "integer", "near_border"]), label="offsets")
     with_mask = data.draw(st.booleans(), label="mask")
@@ -192,7 +196,7 @@ def test_reference_autograd_matches_its_handwritten_backward():
     out.backward(grad_out)
     by_hand = deform_conv2d_grads_ref(grad_out, *(tensors[k].detach() for k in ("input", "offset", "mask", "weight",
                                       "bias")), geo["stride"], geo["padding"], geo["dilation"])  # fmt: skip
-    for name, grad in zip(("input", "offset", "mask", "weight", "bias"), by_hand):
+    for name, grad in zip(("input", "offset", "mask", "weight", "bias"), by_hand, strict=True):
         torch.testing.assert_close(grad, tensors[name].grad, rtol=1e-12, atol=1e-12, msg=name)
 
 
@@ -222,21 +226,21 @@ def test_backward_is_deterministic(backend, monkeypatch):
         out, cast = _call(tensors, geo, backend, torch.float32, grad=True)
         out.backward(torch.ones_like(out))
         results.append([cast[k].grad.clone() for k in cast])
-    for first, second in zip(*results):
+    for first, second in zip(*results, strict=True):
         assert torch.equal(first, second)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_opcheck(backend):
     device = device_for(backend)
-    geo = dict(batch=2, channels=4, out_channels=4, groups=2, offset_groups=2, kernel=(3, 3), stride=(1, 1),
-               padding=(1, 1), dilation=(1, 1), height=6, width=5)  # fmt: skip
+    geo = dict(batch=2, channels=4, out_channels=4, groups=2, offset_groups=2, kernel=(2, 2), stride=(1, 1),
+               padding=(1, 1), dilation=(1, 1), height=3, width=2)  # fmt: skip
     t = {k: v.float().to(device) for k, v in _inputs(geo, 2).items()}
-    settings = ([1, 1], [1, 1], [1, 1], False, backend)
+    settings = ([1, 1], [1, 1], [1, 1], False, backend)  # kernel 2x2, padding 1: output 4 x 3
     args = (t["input"], t["offset"], t["mask"], t["weight"], t["bias"], *settings)
     torch.library.opcheck(torch.ops.vqcnir.deform_conv2d_fwd.default, [a.requires_grad_() if isinstance(
         a, torch.Tensor) else a for a in args])  # fmt: skip
-    grad_out = torch.randn(2, 4, 6, 5, device=device)
+    grad_out = torch.randn(2, 4, 4, 3, device=device)
     torch.library.opcheck(torch.ops.vqcnir.deform_conv2d_bwd.default, (grad_out, *(a.detach() if isinstance(
         a, torch.Tensor) else a for a in args)))  # fmt: skip
 
@@ -265,7 +269,11 @@ def _good() -> dict:
         ({"offset": torch.randn(1, 36, 5, 4)}, ValueError, "'offset' must have shape \\(1, 36, 4, 4\\)"),
         ({"mask": torch.rand(1, 9, 4, 4)}, ValueError, "'mask' must have shape \\(1, 18, 4, 4\\)"),
         ({"weight": torch.randn(4, 3, 3, 3)}, ValueError, "does not divide the 4 channels of 'input'"),
-        ({"weight": torch.randn(3, 2, 3, 3), "bias": None}, ValueError, "3 output channels, not divisible by groups = 2"),
+        (
+            {"weight": torch.randn(3, 2, 3, 3), "bias": None},
+            ValueError,
+            "3 output channels, not divisible by groups = 2",
+        ),
         ({"bias": torch.randn(3)}, ValueError, "'bias' must have shape \\(4,\\)"),
         ({"input": torch.randn(1, 4, 6)}, ValueError, "'input' must have 4 dimensions"),
         ({"input": torch.randn(1, 4, 2, 2)}, ValueError, "'input' of size 2 x 2 is too small"),

@@ -74,7 +74,8 @@ class DeformConv2dPack(DeformConv2d):
     """DCNv2 that predicts its own offsets and mask from a conditioning feature.
 
     ``conv_offset`` (a plain conv with the same kernel, stride, padding and dilation, zero-initialised, so
-    the layer starts as a plain convolution: zero offsets and mask ``sigmoid(0) = 0.5`` on every tap) maps the conditioning feature ``[B, cond_channels, H, W]``
+    the layer starts as a plain convolution: zero offsets and mask ``sigmoid(0) = 0.5`` on every tap)
+    maps the conditioning feature ``[B, cond_channels, H, W]``
     to ``3 * offset_groups * kh * kw`` channels: the first two thirds are the offsets in torchvision's
     layout, the last third the mask logits (sigmoid). Parameter names match BasicSR's
     ``ModulatedDeformConvPack`` (``weight``, ``bias``, ``conv_offset.weight``, ``conv_offset.bias``),

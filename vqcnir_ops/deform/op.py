@@ -132,7 +132,8 @@ def deform_conv2d_bwd(
 
 @deform_conv2d_bwd.register_fake
 def _(grad_out, input, offset, mask, weight, bias, stride, padding, dilation, deterministic, backend):  # noqa: ANN001, ANN202
-    return tuple(torch.empty_like(t, memory_format=torch.contiguous_format) for t in (input, offset, mask, weight, bias))
+    tensors = (input, offset, mask, weight, bias)
+    return tuple(torch.empty_like(t, memory_format=torch.contiguous_format) for t in tensors)
 
 
 def _setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: torch.Tensor) -> None:

@@ -35,7 +35,7 @@ def output_size(
 ) -> tuple[int, int]:  # fmt: skip
     """``(Ho, Wo)`` of a convolution with these settings (as ``torch.nn.functional.conv2d``)."""
     out = []
-    for size, k, s, p, d in zip((height, width), kernel, stride, padding, dilation):
+    for size, k, s, p, d in zip((height, width), kernel, stride, padding, dilation, strict=True):
         out.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
     return out[0], out[1]
 
@@ -120,7 +120,7 @@ def _forward(input, offset, weight, bias, stride, padding, dilation, mask):  # n
     corners = _corners(offset.to(compute), (height, width), (kh, kw), stride, padding, dilation)
     flat = input.to(compute).reshape(batch, offset_groups, channels // offset_groups, height * width)
     values = [_gather(flat, index) for index, *_ in corners]  # each [B, OG, Cg, K * L]
-    samples = sum(v * w[:, :, None] for v, (_, w, _, _) in zip(values, corners))
+    samples = sum(v * w[:, :, None] for v, (_, w, _, _) in zip(values, corners, strict=True))
     m = (
         torch.ones((), dtype=compute, device=input.device)
         if mask is None
@@ -166,8 +166,8 @@ def deform_conv2d_grads_ref(
     grad_cols = torch.einsum("gor,bgol->bgrl", w, gout).reshape(batch, offset_groups, channels // offset_groups, -1)
     grad_mask = (grad_cols * samples).sum(2)
     scaled = grad_cols * m
-    grad_y = sum((scaled * v * dwy[:, :, None]).sum(2) for v, (_, _, dwy, _) in zip(values, corners))
-    grad_x = sum((scaled * v * dwx[:, :, None]).sum(2) for v, (_, _, _, dwx) in zip(values, corners))
+    grad_y = sum((scaled * v * dwy[:, :, None]).sum(2) for v, (_, _, dwy, _) in zip(values, corners, strict=True))
+    grad_x = sum((scaled * v * dwx[:, :, None]).sum(2) for v, (_, _, _, dwx) in zip(values, corners, strict=True))
     grad_input = torch.zeros(batch, offset_groups, channels // offset_groups, height * width, dtype=compute,
                              device=input.device)  # fmt: skip
     for index, wgt, _, _ in corners:
@@ -180,4 +180,4 @@ def deform_conv2d_grads_ref(
         grad_input.reshape(input.shape), grad_offset.reshape(offset.shape), grad_mask.reshape(mask.shape),
         grad_weight, grad_bias,
     )  # fmt: skip
-    return tuple(g.to(t.dtype).contiguous() for g, t in zip(grads, (input, offset, mask, weight, bias)))  # type: ignore[return-value]
+    return tuple(g.to(t.dtype).contiguous() for g, t in zip(grads, (input, offset, mask, weight, bias), strict=True))  # type: ignore[return-value]

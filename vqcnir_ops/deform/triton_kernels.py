@@ -105,7 +105,12 @@ def block(size: int, cap: int) -> int:
 
 
 def geometry(
-    x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, stride, padding, dilation  # noqa: ANN001
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    stride,
+    padding,
+    dilation,  # noqa: ANN001
 ) -> dict[str, int]:
     """Scalar kernel arguments shared by the forward and backward launchers."""
     batch, channels, height, width = x.shape
