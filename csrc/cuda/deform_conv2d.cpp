@@ -52,6 +52,14 @@ Prepared prepare(const at::Tensor& input, const at::Tensor& offset, const at::Te
   return p;
 }
 
+// columns[:C * K * n] = the masked samples of pixels p0 .. p0 + n - 1 of image b.
+void im2col(const Prepared& p, int64_t b, int64_t p0, int64_t n, at::Tensor& columns, cudaStream_t stream) {
+  check_launch(launch_deform_im2col(p.input.const_data_ptr<float>(), p.offset.const_data_ptr<float>(),
+                                    p.mask.const_data_ptr<float>(), p.g, b, p0, n, columns.mutable_data_ptr<float>(),
+                                    stream),
+               "im2col");
+}
+
 at::Tensor deform_conv2d_cuda(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
                               const at::Tensor& weight, const at::Tensor& bias, int64_t stride_h, int64_t stride_w,
                               int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w) {
@@ -67,10 +75,7 @@ at::Tensor deform_conv2d_cuda(const at::Tensor& input, const at::Tensor& offset,
   for (int64_t b = 0; b < g.batch; ++b) {
     for (int64_t p0 = 0; p0 < g.pixels(); p0 += chunk) {
       const int64_t n = std::min(chunk, g.pixels() - p0);
-      check_launch(launch_deform_im2col(p.input.const_data_ptr<float>(), p.offset.const_data_ptr<float>(),
-                                        p.mask.const_data_ptr<float>(), g, b, p0, n,
-                                        columns.mutable_data_ptr<float>(), stream),
-                   "im2col");
+      im2col(p, b, p0, n, columns, stream);
       const at::Tensor cols = columns.narrow(0, 0, g.channels * taps * n).view({g.groups, cin_g * taps, n});
       for (int64_t gr = 0; gr < g.groups; ++gr) {
         at::Tensor dst = out[b].narrow(0, gr * cout_g, cout_g).narrow(1, p0, n);
@@ -107,10 +112,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
   for (int64_t b = 0; b < g.batch; ++b) {
     for (int64_t p0 = 0; p0 < g.pixels(); p0 += chunk) {
       const int64_t n = std::min(chunk, g.pixels() - p0);
-      check_launch(launch_deform_im2col(p.input.const_data_ptr<float>(), p.offset.const_data_ptr<float>(),
-                                        p.mask.const_data_ptr<float>(), g, b, p0, n,
-                                        columns.mutable_data_ptr<float>(), stream),
-                   "im2col");
+      im2col(p, b, p0, n, columns, stream);
       const at::Tensor cols = columns.narrow(0, 0, g.channels * taps * n).view({g.groups, cin_g * taps, n});
       const at::Tensor gcols = grad_columns.narrow(0, 0, g.channels * taps * n).view({g.groups, cin_g * taps, n});
       for (int64_t gr = 0; gr < g.groups; ++gr) {

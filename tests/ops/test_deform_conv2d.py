@@ -294,3 +294,13 @@ def test_bad_input_names_the_argument(change, error, words):
 def test_public_api_exports():
     assert vqcnir_ops.deform_conv2d is deform_conv2d
     assert vqcnir_ops.deform_conv2d_ref is deform_conv2d_ref
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_batch(backend):
+    geo = dict(batch=0, channels=2, out_channels=2, groups=1, offset_groups=1, kernel=(3, 3), stride=(1, 1),
+               padding=(1, 1), dilation=(1, 1), height=4, width=4)  # fmt: skip
+    out, cast = _call(_inputs(geo, 0), geo, backend, torch.float32, grad=True)
+    assert out.shape == (0, 2, 4, 4)
+    out.sum().backward()
+    assert torch.count_nonzero(cast["weight"].grad) == 0 and cast["offset"].grad.shape == (0, 18, 4, 4)

@@ -60,8 +60,9 @@ def _corners(
     y = tap_i[:, None, None] + rows[None, :, None] + off[:, :, :, 0]  # [B, G, K, Ho, Wo]
     x = tap_j[:, None, None] + cols[None, None, :] + off[:, :, :, 1]
     # Far-away points: clamp to just outside the image, where every neighbour is outside (and reads 0).
-    y = y.clamp(-2, height + 1).reshape(batch, groups, -1)
-    x = x.clamp(-2, width + 1).reshape(batch, groups, -1)
+    samples = kh * kw * out_h * out_w
+    y = y.clamp(-2, height + 1).reshape(batch, groups, samples)
+    x = x.clamp(-2, width + 1).reshape(batch, groups, samples)
     y0, x0 = torch.floor(y), torch.floor(x)
     ly, lx = y - y0, x - x0
     corners = []
@@ -124,7 +125,7 @@ def _forward(input, offset, weight, bias, stride, padding, dilation, mask):  # n
     m = (
         torch.ones((), dtype=compute, device=input.device)
         if mask is None
-        else mask.to(compute).reshape(batch, offset_groups, 1, -1)
+        else mask.to(compute).reshape(batch, offset_groups, 1, kh * kw * out_h * out_w)
     )
     columns = (samples * m).reshape(batch, groups, in_per_group * kh * kw, out_h * out_w)
     w = weight.to(compute).reshape(groups, out_channels // groups, in_per_group * kh * kw)
@@ -159,11 +160,14 @@ def deform_conv2d_grads_ref(
     )
     batch, channels, height, width = input.shape
     groups, cout_g, red = w.shape
-    offset_groups = offset.shape[1] // (2 * weight.shape[2] * weight.shape[3])
-    gout = grad_out.to(compute).reshape(batch, groups, cout_g, -1)
+    taps = weight.shape[2] * weight.shape[3]
+    offset_groups = offset.shape[1] // (2 * taps)
+    out_h, out_w = offset.shape[-2:]
+    gout = grad_out.to(compute).reshape(batch, groups, cout_g, out_h * out_w)
     grad_weight = torch.einsum("bgol,bgrl->gor", gout, columns).reshape(weight.shape)
     grad_bias = gout.sum((0, 3)).reshape(-1)
-    grad_cols = torch.einsum("gor,bgol->bgrl", w, gout).reshape(batch, offset_groups, channels // offset_groups, -1)
+    grad_cols = torch.einsum("gor,bgol->bgrl", w, gout)
+    grad_cols = grad_cols.reshape(batch, offset_groups, channels // offset_groups, taps * out_h * out_w)
     grad_mask = (grad_cols * samples).sum(2)
     scaled = grad_cols * m
     grad_y = sum((scaled * v * dwy[:, :, None]).sum(2) for v, (_, _, dwy, _) in zip(values, corners, strict=True))
@@ -173,9 +177,8 @@ def deform_conv2d_grads_ref(
     for index, wgt, _, _ in corners:
         expanded = index[:, :, None, :].expand(-1, -1, channels // offset_groups, -1)
         grad_input.scatter_add_(3, expanded, scaled * wgt[:, :, None])
-    out_h, out_w = offset.shape[-2:]
     grad_offset = torch.stack([grad_y, grad_x], dim=3)  # [B, OG, K * L, 2] -> (dy, dx) per tap
-    grad_offset = grad_offset.reshape(batch, offset_groups, -1, out_h * out_w, 2).permute(0, 1, 2, 4, 3)
+    grad_offset = grad_offset.reshape(batch, offset_groups, taps, out_h * out_w, 2).permute(0, 1, 2, 4, 3)
     grads = (
         grad_input.reshape(input.shape), grad_offset.reshape(offset.shape), grad_mask.reshape(mask.shape),
         grad_weight, grad_bias,

@@ -142,10 +142,11 @@ def deform_conv2d_backward_triton(
         gout, xc, off, m, grad_weight, batch, **geo, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_R=block_r, num_warps=4
     )
     grid_d = (triton.cdiv(geo["L"], block_p), offset.shape[1] // 2, batch)
-    _deform_conv2d_bwd_data_kernel[grid_d](
-        gout, xc, off, m, w, grad_input, grad_offset, grad_mask, **geo, SCATTER=not deterministic,
-        BLOCK_P=block_p, BLOCK_N=block(cout, 32), BLOCK_C=block(geo["CPG"], 32), num_warps=4,
-    )  # fmt: skip
+    if batch > 0:
+        _deform_conv2d_bwd_data_kernel[grid_d](
+            gout, xc, off, m, w, grad_input, grad_offset, grad_mask, **geo, SCATTER=not deterministic,
+            BLOCK_P=block_p, BLOCK_N=block(cout, 32), BLOCK_C=block(geo["CPG"], 32), num_warps=4,
+        )  # fmt: skip
     if deterministic:
         grad_input = deform_conv2d_grads_ref(grad_out, x, offset, mask, weight, bias, stride, padding, dilation)[0]
     grad_bias = grad_out.float().sum((0, 2, 3))

@@ -135,6 +135,8 @@ def deform_conv2d_triton(
     # The interpreter rounds float32 -> bfloat16 stores by truncation: there, store float32 and let torch round.
     out_dtype = x.dtype if x.is_cuda else torch.float32
     out = torch.empty(batch, cout, offset.shape[2], offset.shape[3], dtype=out_dtype, device=x.device)
+    if out.numel() == 0:
+        return out.to(x.dtype)
     block_p, block_n, block_r = 64, block(cout // groups, 64), 32
     grid = (triton.cdiv(geo["L"], block_p), triton.cdiv(cout // groups, block_n), batch * groups)
     _deform_conv2d_fwd_kernel[grid](
