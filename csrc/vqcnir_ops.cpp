@@ -15,6 +15,19 @@ TORCH_LIBRARY(vqcnir_C, m) {
   // order. Outputs are contiguous. See vqcnir_ops/curve/reference.py.
   m.def("curve_map_fwd(Tensor x, Tensor a) -> Tensor");
   m.def("curve_map_bwd(Tensor dy, Tensor x, Tensor a) -> (Tensor, Tensor)");
+  // Modulated deformable convolution (torchvision.ops.deform_conv2d semantics; vqcnir_ops/deform/reference.py):
+  // input [B, C, H, W], offset [B, 2 * OG * kh * kw, Ho, Wo], mask [B, OG * kh * kw, Ho, Wo], weight
+  // [Cout, C / groups, kh, kw], bias [Cout]; groups and OG are read from the shapes. Float32 accumulation
+  // (float64 for float64 input); the output has input's dtype. The backward returns the gradients of
+  // (input, offset, mask, weight, bias), each in its argument's dtype; deterministic is honoured by the CUDA
+  // kernel (the CPU kernel is always deterministic).
+  m.def(
+      "deform_conv2d(Tensor input, Tensor offset, Tensor mask, Tensor weight, Tensor bias, int stride_h, "
+      "int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w) -> Tensor");
+  m.def(
+      "deform_conv2d_backward(Tensor grad_out, Tensor input, Tensor offset, Tensor mask, Tensor weight, "
+      "Tensor bias, int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w, "
+      "bool deterministic) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 // Importing the module loads this library, which runs the registrations above and those of every

@@ -17,6 +17,14 @@ from vqcnir_ops.aiem import (
     convert_official_aiem_blocks,
 )
 from vqcnir_ops.curve import IMACConv, curve_map, curve_map_ref
+from vqcnir_ops.deform import (
+    DeformConv2d,
+    DeformConv2dPack,
+    TextureWarp,
+    deform_conv2d,
+    deform_conv2d_ref,
+    texture_warp_state_dict_from_official,
+)
 from vqcnir_ops.norm import LayerNorm2d, layer_norm_2d_ref
 from vqcnir_ops.quantize import QuantizerOutput, VectorQuantizer, nearest_code, nearest_code_ref
 
@@ -30,8 +38,11 @@ __all__ = [
     "BackendUnavailableError",
     "IMACConv",
     "LargeKernelAttention",
+    "DeformConv2d",
+    "DeformConv2dPack",
     "LayerNorm2d",
     "QuantizerOutput",
+    "TextureWarp",
     "VectorQuantizer",
     "SimpleGate",
     "SimplifiedChannelAttention",
@@ -40,7 +51,10 @@ __all__ = [
     "convert_official_aiem_blocks",
     "curve_map",
     "curve_map_ref",
+    "deform_conv2d",
+    "deform_conv2d_ref",
     "layer_norm_2d_ref",
     "nearest_code",
     "nearest_code_ref",
+    "texture_warp_state_dict_from_official",
 ]
