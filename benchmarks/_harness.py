@@ -10,6 +10,7 @@ It prints a table and appends one JSON record per run, with the device name, to
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -50,6 +51,16 @@ class Report:
     device: str
     torch: str
     results: list[Result] = field(default_factory=list)
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    """The options every benchmark takes: --device, --quick, --no-compile, --no-save."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="one small case (smoke test)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile provider")
+    parser.add_argument("--no-save", action="store_true", help="print only; do not append JSON")
+    return parser.parse_args()
 
 
 def device_name(device: torch.device) -> str:

@@ -9,14 +9,13 @@ on the device (``reference`` is our chunked spec). Matmul-bound: TFLOP/s counts 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import Case, run  # noqa: E402
+from _harness import Case, parse_args, run  # noqa: E402
 
 import vqcnir_ops  # noqa: E402
 from vqcnir_ops import _backend  # noqa: E402
@@ -42,12 +41,7 @@ def cases(quick: bool) -> list[Case]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true", help="one small case (smoke test)")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile provider")
-    parser.add_argument("--no-save", action="store_true", help="print only; do not append JSON")
-    args = parser.parse_args()
+    args = parse_args(__doc__.splitlines()[0])
     device = torch.device(args.device)
 
     providers = {"naive": lambda inputs: lambda: naive(*inputs)}

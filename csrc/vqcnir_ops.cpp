@@ -10,6 +10,24 @@ TORCH_LIBRARY(vqcnir_C, m) {
   // (codebook side in the compute dtype: float64 for float64 z, else float32).
   // Returns (index int64 [N], dist [N] in the compute dtype). See vqcnir_ops/quantize/reference.py.
   m.def("nearest_code(Tensor z, Tensor mu, Tensor codes, Tensor code_sqnorm) -> (Tensor, Tensor)");
+  // IMACConv curve mapping. x [B, S, Cs, H, W], a [B, S, n, H, W] (1 <= n <= 16), same floating dtype, any
+  // strides. fwd -> y; bwd(dy like x) -> (dx, da), da summed over each split's Cs channels in a fixed
+  // order. Outputs are contiguous. See vqcnir_ops/curve/reference.py.
+  m.def("curve_map_fwd(Tensor x, Tensor a) -> Tensor");
+  m.def("curve_map_bwd(Tensor dy, Tensor x, Tensor a) -> (Tensor, Tensor)");
+  // Modulated deformable convolution (torchvision.ops.deform_conv2d semantics; vqcnir_ops/deform/reference.py):
+  // input [B, C, H, W], offset [B, 2 * OG * kh * kw, Ho, Wo], mask [B, OG * kh * kw, Ho, Wo], weight
+  // [Cout, C / groups, kh, kw], bias [Cout]; groups and OG are read from the shapes. Float32 accumulation
+  // (float64 for float64 input); the output has input's dtype. The backward returns the gradients of
+  // (input, offset, mask, weight, bias), each in its argument's dtype; deterministic is honoured by the CUDA
+  // kernel (the CPU kernel is always deterministic).
+  m.def(
+      "deform_conv2d(Tensor input, Tensor offset, Tensor mask, Tensor weight, Tensor bias, int stride_h, "
+      "int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w) -> Tensor");
+  m.def(
+      "deform_conv2d_backward(Tensor grad_out, Tensor input, Tensor offset, Tensor mask, Tensor weight, "
+      "Tensor bias, int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w, "
+      "bool deterministic) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 // Importing the module loads this library, which runs the registrations above and those of every

@@ -6,19 +6,55 @@ this machine can run and why the others are missing.
 """
 
 from vqcnir_ops._backend import BACKENDS, BackendUnavailableError, availability
+from vqcnir_ops.aiem import (
+    AIEM,
+    HIE,
+    IMAE,
+    LargeKernelAttention,
+    SimpleGate,
+    SimplifiedChannelAttention,
+    convert_official_aiem,
+    convert_official_aiem_blocks,
+)
+from vqcnir_ops.curve import IMACConv, curve_map, curve_map_ref
+from vqcnir_ops.deform import (
+    DeformConv2d,
+    DeformConv2dPack,
+    TextureWarp,
+    deform_conv2d,
+    deform_conv2d_ref,
+    texture_warp_state_dict_from_official,
+)
 from vqcnir_ops.norm import LayerNorm2d, layer_norm_2d_ref
 from vqcnir_ops.quantize import QuantizerOutput, VectorQuantizer, nearest_code, nearest_code_ref
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AIEM",
     "BACKENDS",
+    "HIE",
+    "IMAE",
     "BackendUnavailableError",
+    "IMACConv",
+    "LargeKernelAttention",
+    "DeformConv2d",
+    "DeformConv2dPack",
     "LayerNorm2d",
     "QuantizerOutput",
+    "TextureWarp",
     "VectorQuantizer",
+    "SimpleGate",
+    "SimplifiedChannelAttention",
     "availability",
+    "convert_official_aiem",
+    "convert_official_aiem_blocks",
+    "curve_map",
+    "curve_map_ref",
+    "deform_conv2d",
+    "deform_conv2d_ref",
     "layer_norm_2d_ref",
     "nearest_code",
     "nearest_code_ref",
+    "texture_warp_state_dict_from_official",
 ]

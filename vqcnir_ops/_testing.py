@@ -138,3 +138,46 @@ def poisoned_empty() -> Iterator[None]:
         yield
     finally:
         torch.empty, torch.empty_like = original_empty, original_like
+
+
+def assert_matches_exact(
+    actual: torch.Tensor, same_precision_ref: torch.Tensor, exact: torch.Tensor, dtype: torch.dtype, name: str
+) -> None:
+    """``actual`` against a float64 ``exact`` result: for float32/float64 within ``TOLERANCES[dtype]``
+    relative to the largest magnitude of ``exact`` (sums of many terms); for float16/bfloat16 by
+    ``assert_low_precision_close`` against the reference run in the same precision."""
+    if dtype in (torch.float16, torch.bfloat16):
+        assert_low_precision_close(actual, same_precision_ref, exact, name=name)
+        return
+    scale = max(1.0, exact.double().abs().max().item()) if exact.numel() else 1.0
+    tol = TOLERANCES[dtype]
+    torch.testing.assert_close(
+        actual.double().cpu(), exact.double().cpu(), rtol=tol["rtol"], atol=10 * tol["atol"] * scale,
+        msg=lambda m: f"{name}: {m}",
+    )  # fmt: skip
+
+
+# --- deformable convolution ---------------------------------------------------------------------------
+
+
+def deform_offsets(shape: tuple[int, ...], kind: str, generator: torch.Generator, spread: float = 2.0) -> torch.Tensor:
+    """float64 offsets of one ``kind``: ``'fractional'`` (uniform), ``'integer'`` (exact integers),
+    ``'near_border'`` (integers +- 1e-3: samples just either side of pixel rows and columns),
+    ``'off_integer'`` (fractional parts in [0.2, 0.8]: away from bilinear kinks, for gradcheck) or
+    ``'mixed'`` (each element drawn from the first three)."""
+    base = torch.round(spread * torch.randn(shape, generator=generator, dtype=torch.float64))
+    if kind == "integer":
+        return base
+    if kind == "near_border":
+        sign = torch.randint(0, 2, shape, generator=generator, dtype=torch.float64) * 2 - 1
+        return base + sign * 1e-3
+    if kind == "off_integer":
+        return base + 0.2 + 0.6 * torch.rand(shape, generator=generator, dtype=torch.float64)
+    fractional = spread * torch.randn(shape, generator=generator, dtype=torch.float64)
+    if kind == "fractional":
+        return fractional
+    if kind == "mixed":
+        choice = torch.randint(0, 3, shape, generator=generator)
+        near = deform_offsets(shape, "near_border", generator, spread)
+        return torch.where(choice == 0, fractional, torch.where(choice == 1, base, near))
+    raise ValueError(f"unknown offset kind {kind!r}")

@@ -1,0 +1,146 @@
+"""Triton implicit-GEMM forward of the deformable convolution (GPU, or CPU under ``TRITON_INTERPRET=1``).
+
+The convolution is a GEMM ``out[b, n, p] = sum_r W[n, r] * A[b, p, r]`` over ``r = c * K + k`` (input
+channel of the conv group, tap), where ``A`` (the "columns") holds the masked bilinear samples. ``A`` is
+never stored: one program owns ``BLOCK_P`` output pixels x ``BLOCK_N`` output channels of one image and
+conv group; for each ``BLOCK_R`` slice of the reduction it loads the slice's offsets and mask, gathers
+the four neighbours of every sample, forms the ``[BLOCK_P, BLOCK_R]`` tile of ``A`` in registers and feeds
+it to ``tl.dot`` with the ``[BLOCK_R, BLOCK_N]`` weight tile (float32 accumulation; IEEE float32 dot for
+float32 inputs, tensor-core float16/bfloat16 dot with float32 accumulation for half inputs on a GPU; the
+interpreter, whose bfloat16 dot is not reliable, uses the float32 dot for every dtype).
+
+Contract: ``reference.py`` (torchvision's semantics). All tensors are made contiguous by the launcher.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _neighbours(in_ptr, plane, y, x, ok, H, W):
+    """The four neighbours (zero outside the image) of samples at (y, x) in planes starting at `plane`,
+    and the fractional parts (ly, lx). Far-away points are clamped to just outside, where they read 0."""
+    y = tl.minimum(tl.maximum(y, -2.0), H + 1.0)
+    x = tl.minimum(tl.maximum(x, -2.0), W + 1.0)
+    y0f = tl.floor(y)
+    x0f = tl.floor(x)
+    ly = y - y0f
+    lx = x - x0f
+    y0 = y0f.to(tl.int32)
+    x0 = x0f.to(tl.int32)
+    y_lo = (y0 >= 0) & (y0 < H)
+    y_hi = (y0 + 1 >= 0) & (y0 + 1 < H)
+    x_lo = (x0 >= 0) & (x0 < W)
+    x_hi = (x0 + 1 >= 0) & (x0 + 1 < W)
+    at = in_ptr + plane + y0 * W + x0
+    v00 = tl.load(at, mask=ok & y_lo & x_lo, other=0.0).to(tl.float32)
+    v01 = tl.load(at + 1, mask=ok & y_lo & x_hi, other=0.0).to(tl.float32)
+    v10 = tl.load(at + W, mask=ok & y_hi & x_lo, other=0.0).to(tl.float32)
+    v11 = tl.load(at + W + 1, mask=ok & y_hi & x_hi, other=0.0).to(tl.float32)
+    return v00, v01, v10, v11, ly, lx
+
+
+@triton.jit
+def _columns_tile(
+    in_ptr, off_ptr, mask_ptr, b, ho, wo, p, p_ok, c, k, r_ok,
+    C, H, W, L, CPG, K, KW, SH, SW, PH, PW, DH, DW,
+):  # fmt: skip
+    """``[BLOCK_P, BLOCK_R]`` tile of masked samples for pixels ``p`` (``ho, wo``) and rows (``c``, ``k``)."""
+    gk = (c // CPG) * K + k
+    ok = p_ok[:, None] & r_ok[None, :]
+    off_at = off_ptr + (b * (2 * (C // CPG) * K) + 2 * gk[None, :]).to(tl.int64) * L + p[:, None]
+    dy = tl.load(off_at, mask=ok, other=0.0).to(tl.float32)
+    dx = tl.load(off_at + L, mask=ok, other=0.0).to(tl.float32)
+    m = tl.load(mask_ptr + (b * ((C // CPG) * K) + gk[None, :]).to(tl.int64) * L + p[:, None], mask=ok, other=0.0)
+    y = (ho * SH - PH)[:, None] + ((k // KW) * DH)[None, :] + dy
+    x = (wo * SW - PW)[:, None] + ((k % KW) * DW)[None, :] + dx
+    plane = (b * C + c[None, :]).to(tl.int64) * H * W
+    v00, v01, v10, v11, ly, lx = _neighbours(in_ptr, plane, y, x, ok, H, W)
+    value = (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11)
+    return value * m.to(tl.float32)
+
+
+@triton.jit
+def _deform_conv2d_fwd_kernel(
+    in_ptr, off_ptr, mask_ptr, w_ptr, bias_ptr, out_ptr,
+    C, H, W, Wo, L, COUT, G, CPG, K, KW, SH, SW, PH, PW, DH, DW,
+    LOW_PRECISION: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+):  # fmt: skip
+    pid_p, pid_n, pid_bg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b = pid_bg // G
+    group = pid_bg % G
+    cin_g = C // G
+    cout_g = COUT // G
+    red = cin_g * K
+    p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    p_ok = p < L
+    ho = p // Wo
+    wo = p % Wo
+    n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = n < cout_g
+    acc = tl.zeros([BLOCK_P, BLOCK_N], dtype=tl.float32)
+    for r0 in range(0, red, BLOCK_R):
+        r = r0 + tl.arange(0, BLOCK_R)
+        r_ok = r < red
+        c = group * cin_g + r // K
+        a = _columns_tile(in_ptr, off_ptr, mask_ptr, b, ho, wo, p, p_ok, c, r % K, r_ok,
+                          C, H, W, L, CPG, K, KW, SH, SW, PH, PW, DH, DW)  # fmt: skip
+        w_at = w_ptr + (group * cout_g + n[None, :]).to(tl.int64) * red + r[:, None]
+        wt = tl.load(w_at, mask=r_ok[:, None] & n_ok[None, :], other=0.0)
+        if LOW_PRECISION:
+            acc += tl.dot(a.to(wt.dtype), wt)
+        else:
+            acc += tl.dot(a, wt.to(tl.float32), input_precision="ieee")
+    acc += tl.load(bias_ptr + group * cout_g + n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    out_at = out_ptr + (b * COUT + group * cout_g + n[None, :]).to(tl.int64) * L + p[:, None]
+    tl.store(out_at, acc.to(out_ptr.dtype.element_ty), mask=p_ok[:, None] & n_ok[None, :])
+
+
+def block(size: int, cap: int) -> int:
+    """Power-of-two block for a dimension of ``size``, at least 16 (``tl.dot``'s minimum), at most ``cap``."""
+    return max(16, min(cap, triton.next_power_of_2(max(1, size))))
+
+
+def geometry(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    stride,
+    padding,
+    dilation,  # noqa: ANN001
+) -> dict[str, int]:
+    """Scalar kernel arguments shared by the forward and backward launchers."""
+    batch, channels, height, width = x.shape
+    out_channels, in_per_group, kh, kw = weight.shape
+    offset_groups = offset.shape[1] // (2 * kh * kw)
+    return dict(
+        C=channels, H=height, W=width, Wo=offset.shape[3], L=offset.shape[2] * offset.shape[3], COUT=out_channels,
+        G=channels // in_per_group, CPG=channels // offset_groups, K=kh * kw, KW=kw, SH=stride[0], SW=stride[1],
+        PH=padding[0], PW=padding[1], DH=dilation[0], DW=dilation[1],
+    )  # fmt: skip
+
+
+def deform_conv2d_triton(
+    x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+    stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+) -> torch.Tensor:  # fmt: skip
+    """Launch the forward kernel; returns ``[B, Cout, Ho, Wo]`` in ``x``'s dtype."""
+    geo = geometry(x, offset, weight, stride, padding, dilation)
+    x, offset, mask = x.contiguous(), offset.contiguous(), mask.contiguous()
+    weight, bias = weight.to(x.dtype).contiguous(), bias.contiguous()
+    batch, cout, groups = x.shape[0], geo["COUT"], geo["G"]
+    # The interpreter rounds float32 -> bfloat16 stores by truncation: there, store float32 and let torch round.
+    out_dtype = x.dtype if x.is_cuda else torch.float32
+    out = torch.empty(batch, cout, offset.shape[2], offset.shape[3], dtype=out_dtype, device=x.device)
+    if out.numel() == 0:
+        return out.to(x.dtype)
+    block_p, block_n, block_r = 64, block(cout // groups, 64), 32
+    grid = (triton.cdiv(geo["L"], block_p), triton.cdiv(cout // groups, block_n), batch * groups)
+    _deform_conv2d_fwd_kernel[grid](
+        x, offset, mask, weight, bias, out, **geo, LOW_PRECISION=x.is_cuda and x.dtype != torch.float32,
+        BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_R=block_r, num_warps=4,
+    )  # fmt: skip
+    return out.to(x.dtype)
