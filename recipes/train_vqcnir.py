@@ -18,8 +18,9 @@ import functools
 import os
 import sys
 
-from vqcnir.checkpoint import load_weights, read_config
 from vqcnir.model import VQCNIR
+
+from vqcnir.checkpoint import load_weights, read_config
 from vqcnir.training.config import parse_recipe_args
 from vqcnir.training.data import batch_stream, build_dataset
 from vqcnir.training.evaluation import evaluate_pairs

@@ -214,7 +214,9 @@ class OfficialVQCNIR(nn.Module):
             nn.Sequential(nn.Conv2d(enc[i], enc[i + 1], 3, stride=2, padding=1), ResBlock(enc[i + 1], g),
                           ResBlock(enc[i + 1], g)) for i in range(3))  # fmt: skip
         enhance = nn.Module()
-        enhance.blks = nn.ModuleList(AIEM(enc[-1], config.aiem_split, config.aiem_curves) for _ in range(config.num_aiem))
+        enhance.blks = nn.ModuleList(
+            AIEM(enc[-1], config.aiem_split, config.aiem_curves) for _ in range(config.num_aiem)
+        )
         encoder.blocks.append(enhance)
         self.multiscale_encoder = encoder
         self.main_decode = MainDecoder(dec, config.attention_heads, g, config.offset_groups)

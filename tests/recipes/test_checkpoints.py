@@ -44,7 +44,9 @@ def test_interrupted_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch)
     from vqcnir.checkpoint import load_weights
 
     load_weights(reloaded, first)
-    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), _model(0).state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), _model(0).state_dict().values(), strict=True)
+    )
 
 
 def test_latest_pointer_pruning_and_resave(tmp_path):
@@ -76,3 +78,24 @@ def test_rng_state_round_trip():
     ckpt.restore_rng_state(saved)
     again = (random.random(), np.random.rand(), np.random.randn(), torch.rand(3))
     assert expected[:3] == again[:3] and torch.equal(expected[3], again[3])
+
+
+def test_dead_codes_move_onto_latents_and_usage_is_checkpointed():
+    from vqcnir.training.codebook import restart_dead_codes
+    from vqcnir.training.runtime import Runtime
+
+    torch.manual_seed(0)
+    model = _model(0)
+    quantizer = model.quantizer
+    latent = torch.randn(2, quantizer.code_dim, 4, 4) + 10  # far from every code: all pick one
+    quantizer.train()
+    assert quantizer(latent).indices.unique().numel() < 4
+    before = quantizer.codebook.clone()
+    replaced = restart_dead_codes(quantizer, latent, Runtime(torch.device("cpu")))
+    assert replaced >= quantizer.num_codes - 3
+    moved = (quantizer.codebook != before).any(1)
+    rows = latent.permute(0, 2, 3, 1).reshape(-1, quantizer.code_dim)
+    assert all((rows == code).all(1).any() for code in quantizer.codebook[moved])
+    assert quantizer.usage_counts.sum() == 0
+    assert quantizer(latent).indices.unique().numel() > 4
+    assert "quantizer.usage_counts" not in model.state_dict()  # so the session saves it with the state

@@ -53,7 +53,9 @@ def build_dataset(options: DatasetOptions, train: bool, seed: int) -> Dataset:
 def _require(options: DatasetOptions, *names: str) -> None:
     missing = [name for name in names if not getattr(options, name)]
     if missing:
-        raise ValueError(f"dataset type {options.type!r} needs {', '.join(missing)} (e.g. --datasets.train.{missing[0]}=...)")
+        raise ValueError(
+            f"dataset type {options.type!r} needs {', '.join(missing)} (e.g. --datasets.train.{missing[0]}=...)"
+        )
 
 
 class EpochSampler(Sampler[int]):

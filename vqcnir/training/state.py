@@ -148,7 +148,9 @@ def load_training_state(checkpoint: str, map_location: str | torch.device = "cpu
     """Read ``training_state.pt`` of a checkpoint folder (weights_only: no code is unpickled)."""
     state = torch.load(os.path.join(checkpoint, STATE_NAME), map_location=map_location, weights_only=True)
     if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{checkpoint}: training state format {state.get('format_version')}, expected {FORMAT_VERSION}")
+        raise ValueError(
+            f"{checkpoint}: training state format {state.get('format_version')}, expected {FORMAT_VERSION}"
+        )
     return state
 
 
