@@ -100,3 +100,13 @@ def test_torchrun_one_process_ddp(tmp_path):
     experiment = os.path.join(tmp_path, "experiments", "ddp")
     assert load_training_state(find_checkpoint(experiment))["iteration"] == 2
     assert os.path.isfile(os.path.join(experiment, "final", "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_compile_switch(tmp_path):
+    losses = {"perceptual_weight": 0.0, "adversarial_weight": 0.1}
+    config = tiny_recipe(str(tmp_path), "compiled", train={"total_iter": 2, "compile": True, "losses": losses})
+    result = train_vqgan.main(["--config", config])
+    assert result["iteration"] == 2 and all(
+        torch.isfinite(torch.tensor(v)) for v in logged_values(result["directory"]).values()
+    )

@@ -102,7 +102,7 @@ class TrainingSession:
         """Progress bar, logs, image grid, validation and periodic checkpoint for a finished iteration.
         ``images``: (input, output, ground truth) of the batch."""
         logger, val_freq = self.options.logger, self.options.val.val_freq
-        self.progress.update({k: v for k, v in values.items() if k.startswith("l_g_total") or k == "l_d_total"})
+        self.progress.update({k[2:]: v for k, v in values.items() if k.startswith("l_")})
         if self.main and iteration % logger.print_freq == 0:
             self.log.scalars(iteration, {f"train/{k}": v for k, v in values.items()})
         if self.main and logger.show_tf_imgs_freq and iteration % logger.show_tf_imgs_freq == 0:

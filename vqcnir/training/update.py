@@ -59,8 +59,10 @@ class GANUpdate:
                 norm=network_d.norm,
                 spectral_norm=network_d.spectral_norm,
             ).to(runtime.device)
-            self.disc_compiled = torch.compile(self.disc_raw) if train.compile else self.disc_raw
-            self.disc = wrap_model(self.disc_raw, runtime, train.compile)
+            self.disc = wrap_model(self.disc_raw, runtime, train.compile)  # compiled, then DDP when distributed
+            # The generator step calls D outside DDP (no gradient sync for D there: D is frozen in that step).
+            ddp = isinstance(self.disc, nn.parallel.DistributedDataParallel)
+            self.disc_compiled = self.disc.module if ddp else self.disc
             self.optim_d = make_optimizer(train.optim_d, self.disc_raw.parameters())
             self.sched_d = MultiStepLR(self.optim_d, train.scheduler.milestones, train.scheduler.gamma)
 
