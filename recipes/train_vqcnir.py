@@ -21,18 +21,16 @@ import sys
 from vqcnir.model import VQCNIR
 
 from vqcnir.checkpoint import load_weights, read_config
-from vqcnir.training.config import parse_recipe_args
-from vqcnir.training.data import batch_stream, build_dataset
-from vqcnir.training.evaluation import evaluate_pairs
+from vqcnir.training.config import RecipeOptions, parse_recipe_args
+from vqcnir.training.data import build_dataset
+from vqcnir.training.evaluation import validator
 from vqcnir.training.options import load_yaml
 from vqcnir.training.runtime import (
-    StopOnInterrupt,
     autocast,
-    evaluating,
+    exit_code,
     seed_everything,
     set_requires_grad,
     setup_runtime,
-    teardown_runtime,
     wrap_model,
 )
 from vqcnir.training.session import TrainingSession
@@ -42,7 +40,7 @@ from vqcnir.vqgan import VQGAN
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "vqcnir_demo.yaml")
 
 
-def stage1_checkpoint(options: object) -> str | None:
+def stage1_checkpoint(options: RecipeOptions) -> str | None:
     """The stage-1 model folder; trains stage 1 first (recipes/train_vqgan.py) when the recipe names a
     stage-1 config whose run has not finished. None when that run was interrupted."""
     if options.path.pretrain_network_hq:
@@ -73,8 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     amp = functools.partial(autocast, runtime, options.train.mixed_precision)
 
     # ------------------------------------------------------------------------------------------- data
-    train_opts = options.datasets.train
-    train_set = build_dataset(train_opts, train=True, seed=options.manual_seed)
+    train_set = build_dataset(options.datasets.train, train=True, seed=options.manual_seed)
     val_set = build_dataset(options.datasets.val, train=False, seed=options.manual_seed)
 
     # ----------------------------------------------------------------------------------------- models
@@ -96,64 +93,30 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------------------------- optimizers
     update = GANUpdate(options.train, options.network_d, trainable, runtime)
-
-    def validate(save_dir: str | None = None) -> dict[str, float]:  # restoration of the night inputs
-        with evaluating(model), amp():
-            return evaluate_pairs(
-                lambda image: model(image).image,
-                val_set,
-                runtime.device,
-                source="lq",
-                max_images=options.datasets.val.max_images,
-                padding=options.val.padding,
-                save_dir=save_dir,
-            )
-
+    validate = validator(model, val_set, runtime, options, source="lq")  # restoration of the night inputs
     session = TrainingSession(options, runtime, model, update, validate)
-    iteration = session.resume()
-    batches = batch_stream(
-        train_set,
-        train_opts.batch_size_per_gpu,
-        train_opts.num_worker_per_gpu,
-        options.manual_seed,
-        session.position,
-        runtime.rank,
-        runtime.world_size,
-        pin_memory=runtime.device.type == "cuda",
-    )
+    session.resume()
 
     # ------------------------------------------------------------------------------------------- loop
-    with StopOnInterrupt() as stop:
-        while iteration < options.train.total_iter and not stop.requested:
-            try:
-                batch = next(batches)
-            except Exception:
-                if stop.requested:  # Ctrl-C also reached the DataLoader workers
-                    break
-                raise
-            lq = batch["lq"].to(runtime.device, non_blocking=True)
-            gt = batch["gt"].to(runtime.device, non_blocking=True)
-            with amp():
-                gt_indices = prior.encode_indices(gt)
-                out = net_g(lq, gt_indices)  # quant_loss: code alignment towards the gt codes
-            values = update.step(out.image, gt, out.quant_loss, iteration + 1, amp)
-            iteration += 1
-            session.after_step(iteration, values, (lq, out.image.detach(), gt))
+    for iteration, batch in session.steps(train_set):
+        lq = batch["lq"].to(runtime.device, non_blocking=True)
+        gt = batch["gt"].to(runtime.device, non_blocking=True)
+        with amp():
+            gt_indices = prior.encode_indices(gt)
+            out = net_g(lq, gt_indices)  # quant_loss: code alignment towards the gt codes
+        values = update.step(out.image, gt, out.quant_loss, iteration, amp)
+        session.after_step(iteration, values, (lq, out.image.detach(), gt))
 
-        # --------------------------------------------------------------- final eval, checkpoint, outputs
-        metrics = session.finish(iteration, interrupted=stop.requested)
+    # --------------------------------------------------------------- final eval, checkpoint, outputs
+    metrics = session.finish()
     if runtime.is_main and metrics:
-        count = int(metrics["count"])
-        print(f"\nheld-out pairs ({count}):   PSNR (dB)   SSIM")
+        print(f"\nheld-out pairs ({int(metrics['count'])}):   PSNR (dB)   SSIM")
         print(f"  input (night, blurred)   {metrics['input_psnr']:8.2f}   {metrics['input_ssim']:.4f}")
         print(f"  restored                 {metrics['psnr']:8.2f}   {metrics['ssim']:.4f}")
         if options.val.save_img:
             print(f"restored images: {session.directory}/results")
-        print(f"models: {session.directory}/best (best validation PSNR), {session.directory}/final")
-    return {"metrics": metrics, "interrupted": stop.requested, "iteration": iteration, "directory": session.directory}
+    return session.result(metrics)
 
 
 if __name__ == "__main__":
-    result = main()
-    teardown_runtime()
-    sys.exit(130 if result["interrupted"] else 0)
+    sys.exit(exit_code(main()))

@@ -20,17 +20,9 @@ import sys
 
 from vqcnir.training.codebook import restart_dead_codes
 from vqcnir.training.config import parse_recipe_args
-from vqcnir.training.data import batch_stream, build_dataset
-from vqcnir.training.evaluation import evaluate_pairs
-from vqcnir.training.runtime import (
-    StopOnInterrupt,
-    autocast,
-    evaluating,
-    seed_everything,
-    setup_runtime,
-    teardown_runtime,
-    wrap_model,
-)
+from vqcnir.training.data import build_dataset
+from vqcnir.training.evaluation import validator
+from vqcnir.training.runtime import autocast, exit_code, seed_everything, setup_runtime, wrap_model
 from vqcnir.training.session import TrainingSession
 from vqcnir.training.update import GANUpdate
 from vqcnir.vqgan import VQGAN
@@ -46,67 +38,33 @@ def main(argv: list[str] | None = None) -> dict:
     amp = functools.partial(autocast, runtime, options.train.mixed_precision)
 
     # ------------------------------------------------------------------------------------------- data
-    train_opts = options.datasets.train
-    train_set = build_dataset(train_opts, train=True, seed=options.manual_seed)
+    train_set = build_dataset(options.datasets.train, train=True, seed=options.manual_seed)
     val_set = build_dataset(options.datasets.val, train=False, seed=options.manual_seed)
 
     # ----------------------------------------------------------------------------- model, optimizers
     model = VQGAN(options.network_g.model_config()).to(runtime.device)
     net_g = wrap_model(model, runtime, options.train.compile)
     update = GANUpdate(options.train, options.network_d, model.parameters(), runtime)
-
-    def validate(save_dir: str | None = None) -> dict[str, float]:  # reconstruction of the validation targets
-        with evaluating(model), amp():
-            return evaluate_pairs(
-                lambda image: model(image).image,
-                val_set,
-                runtime.device,
-                source="gt",
-                max_images=options.datasets.val.max_images,
-                padding=options.val.padding,
-                save_dir=save_dir,
-            )
-
+    validate = validator(model, val_set, runtime, options, source="gt")  # reconstruction of sharp images
     session = TrainingSession(options, runtime, model, update, validate)
-    iteration = session.resume()
-    batches = batch_stream(
-        train_set,
-        train_opts.batch_size_per_gpu,
-        train_opts.num_worker_per_gpu,
-        options.manual_seed,
-        session.position,
-        runtime.rank,
-        runtime.world_size,
-        pin_memory=runtime.device.type == "cuda",
-    )
+    session.resume()
 
     # ------------------------------------------------------------------------------------------- loop
-    with StopOnInterrupt() as stop:
-        while iteration < options.train.total_iter and not stop.requested:
-            try:
-                batch = next(batches)
-            except Exception:
-                if stop.requested:  # Ctrl-C also reached the DataLoader workers
-                    break
-                raise
-            gt = batch["gt"].to(runtime.device, non_blocking=True)
-            with amp():
-                out = net_g(gt)
-            values = update.step(out.image, gt, out.quant_loss, iteration + 1, amp)
-            iteration += 1
-            if options.train.codebook_restart and iteration % options.train.codebook_restart == 0:
-                values["codes_restarted"] = restart_dead_codes(model.quantizer, out.latent, runtime)
-            session.after_step(iteration, values, (gt, out.image.detach()))
+    for iteration, batch in session.steps(train_set):
+        gt = batch["gt"].to(runtime.device, non_blocking=True)
+        with amp():
+            out = net_g(gt)
+        values = update.step(out.image, gt, out.quant_loss, iteration, amp)
+        if options.train.codebook_restart and iteration % options.train.codebook_restart == 0:
+            values["codes_restarted"] = restart_dead_codes(model.quantizer, out.latent, runtime)
+        session.after_step(iteration, values, (gt, out.image.detach()))
 
-        # ------------------------------------------------------------------- final eval and checkpoint
-        metrics = session.finish(iteration, interrupted=stop.requested)
+    # ----------------------------------------------------------------------- final eval, checkpoint
+    metrics = session.finish()
     if runtime.is_main and metrics:
         print(f"stage 1 done: reconstruction PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
-        print(f"models: {session.directory}/best (best validation PSNR), {session.directory}/final")
-    return {"metrics": metrics, "interrupted": stop.requested, "iteration": iteration, "directory": session.directory}
+    return session.result(metrics)
 
 
 if __name__ == "__main__":
-    result = main()
-    teardown_runtime()
-    sys.exit(130 if result["interrupted"] else 0)
+    sys.exit(exit_code(main()))

@@ -7,12 +7,15 @@ import os
 from collections.abc import Callable
 
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from vqcnir.inference import padded
 from vqcnir.metrics import psnr, ssim
 
+from .config import RecipeOptions
 from .monitor import save_png
+from .runtime import Runtime, autocast, evaluating
 
 
 def evaluate_pairs(
@@ -50,3 +53,24 @@ def evaluate_pairs(
     if source != "lq":
         del means["input_psnr"], means["input_ssim"]
     return {**means, "count": float(count)}
+
+
+def validator(
+    model: nn.Module, dataset: Dataset, runtime: Runtime, options: RecipeOptions, source: str
+) -> Callable[..., dict[str, float]]:
+    """``validate(save_dir=None)`` for :class:`~vqcnir.training.session.TrainingSession`: ``model``
+    (eval mode, no gradients, the run's autocast) restores ``sample[source]`` of each validation pair."""
+
+    def validate(save_dir: str | None = None) -> dict[str, float]:
+        with evaluating(model), autocast(runtime, options.train.mixed_precision):
+            return evaluate_pairs(
+                lambda image: model(image).image,
+                dataset,
+                runtime.device,
+                source=source,
+                max_images=options.datasets.val.max_images,
+                padding=options.val.padding,
+                save_dir=save_dir,
+            )
+
+    return validate

@@ -55,6 +55,12 @@ def teardown_runtime() -> None:
         dist.destroy_process_group()
 
 
+def exit_code(result: dict) -> int:
+    """Leave the process group and give a recipe's exit status: 130 after Ctrl-C, else 0."""
+    teardown_runtime()
+    return 130 if result["interrupted"] else 0
+
+
 def barrier(runtime: Runtime) -> None:
     if runtime.distributed and dist.is_initialized():
         dist.barrier()

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from vqcnir.checkpoint import atomic_write, load_weights, save_pretrained
 
 from .config import RecipeOptions
-from .data import DataPosition
+from .data import DataPosition, batch_stream
 from .monitor import Progress, ScalarLog, format_values, save_image_grid
 from .options import dump_yaml, to_dict
-from .runtime import Runtime, barrier
+from .runtime import Runtime, StopOnInterrupt, barrier
 from .state import FORMAT_VERSION, capture_rng_state, find_checkpoint, load_training_state, restore_rng_state
 from .state import save_checkpoint as write_checkpoint
 from .update import GANUpdate
@@ -54,7 +55,8 @@ class TrainingSession:
         self.options_yaml = dump_yaml(options)
         self.position = DataPosition()
         self.best = {"psnr": -math.inf, "iteration": 0}
-        self.start_iteration = 0
+        self.start_iteration = self.iteration = 0
+        self.interrupted = False
         self.last_saved = -1
         self.main = runtime.is_main
         if self.main:
@@ -84,7 +86,7 @@ class TrainingSession:
                 for name, value in state["buffers"].items():
                     buffers[name].copy_(value)
                 restore_rng_state(state["rng"])
-                self.start_iteration = int(state["iteration"])
+                self.start_iteration = self.iteration = int(state["iteration"])
                 self.last_saved = self.start_iteration
                 if self.main:
                     print(f"resumed from {checkpoint} at iteration {self.start_iteration}", flush=True)
@@ -96,6 +98,34 @@ class TrainingSession:
             print_freq=self.options.logger.print_freq,
         )
         return self.start_iteration
+
+    # ------------------------------------------------------------------------------------ the loop
+    def steps(self, dataset: Dataset) -> Iterator[tuple[int, dict]]:
+        """``(iteration, batch)`` from the resumed iteration + 1 to ``train.total_iter``, this rank's
+        batches of ``dataset`` (see :func:`batch_stream`). The first Ctrl-C ends the loop after the
+        current iteration (``interrupted`` is then True and :meth:`finish` saves a checkpoint)."""
+        data = self.options.datasets.train
+        batches = batch_stream(
+            dataset,
+            data.batch_size_per_gpu,
+            data.num_worker_per_gpu,
+            self.options.manual_seed,
+            self.position,
+            self.runtime.rank,
+            self.runtime.world_size,
+            pin_memory=self.runtime.device.type == "cuda",
+        )
+        with StopOnInterrupt() as stop:
+            while self.iteration < self.options.train.total_iter and not stop.requested:
+                try:
+                    batch = next(batches)
+                except Exception:
+                    if stop.requested:  # Ctrl-C also reached the DataLoader workers
+                        break
+                    raise
+                yield self.iteration + 1, batch
+                self.iteration += 1
+            self.interrupted = stop.requested
 
     # ------------------------------------------------------------------------------------ each step
     def after_step(self, iteration: int, values: dict[str, float], images: tuple[torch.Tensor, ...]) -> None:
@@ -156,12 +186,14 @@ class TrainingSession:
         return {name: buf for name, buf in self.model.named_buffers() if name not in persistent}
 
     # ------------------------------------------------------------------------------------------- end
-    def finish(self, iteration: int, interrupted: bool) -> dict[str, float]:
-        """Save the last checkpoint; unless interrupted, validate, keep ``final/`` and return the metrics."""
+    def finish(self) -> dict[str, float]:
+        """Save the last checkpoint; unless interrupted, validate (outputs into ``results/`` with
+        ``val.save_img``), keep ``final/`` and return the metrics."""
+        iteration = self.iteration
         self.progress.close()
         self.save(iteration)
         metrics: dict[str, float] = {}
-        if interrupted:
+        if self.interrupted:
             if self.main:
                 print(f"stopped at iteration {iteration}; continue with --resume (experiment {self.directory})")
         elif iteration > self.start_iteration or not os.path.isdir(os.path.join(self.directory, "best")):
@@ -169,8 +201,18 @@ class TrainingSession:
             metrics = self.run_validation(iteration, results)
             if self.main:
                 save_pretrained(self.model, os.path.join(self.directory, "final"), {"iteration": str(iteration)})
+                print(f"models: {self.directory}/best (best validation PSNR), {self.directory}/final", flush=True)
         self.log.close()
         return metrics
+
+    def result(self, metrics: dict[str, float]) -> dict:
+        """What a recipe's ``main`` returns."""
+        return {
+            "metrics": metrics,
+            "interrupted": self.interrupted,
+            "iteration": self.iteration,
+            "directory": self.directory,
+        }
 
 
 def _write(path: str, text: str) -> None:
