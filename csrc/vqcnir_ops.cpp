@@ -10,6 +10,13 @@ TORCH_LIBRARY(vqcnir_C, m) {
   // (codebook side in the compute dtype: float64 for float64 z, else float32).
   // Returns (index int64 [N], dist [N] in the compute dtype). See vqcnir_ops/quantize/reference.py.
   m.def("nearest_code(Tensor z, Tensor mu, Tensor codes, Tensor code_sqnorm) -> (Tensor, Tensor)");
+  // Phase kernels of the bi-directional channel attention (vqcnir_ops/attention/staged.py). x, y, z
+  // [B, heads, C, N] of one floating dtype, any strides; compute dtype float64 for float64, else float32.
+  // channel_gram -> (x @ y^T [B, heads, C, C], |x|^2 [B, heads, C], |y|^2), reduced over N in a fixed order.
+  m.def("channel_gram(Tensor x, Tensor y) -> (Tensor, Tensor, Tensor)");
+  // channel_mix -> w @ z + a * x in z's dtype, contiguous; w [B, heads, C, C] and a [B, heads, C] in the
+  // compute dtype; x like z; a = 1 when absent, x = 0 when absent.
+  m.def("channel_mix(Tensor w, Tensor z, Tensor? x, Tensor? a) -> Tensor");
 }
 
 // Importing the module loads this library, which runs the registrations above and those of every

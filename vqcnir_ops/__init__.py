@@ -6,6 +6,12 @@ this machine can run and why the others are missing.
 """
 
 from vqcnir_ops._backend import BACKENDS, BackendUnavailableError, availability
+from vqcnir_ops.attention import (
+    BidirectionalChannelAttention,
+    bidirectional_channel_attention,
+    bidirectional_channel_attention_ref,
+    convert_twam_state_dict,
+)
 from vqcnir_ops.norm import LayerNorm2d, layer_norm_2d_ref
 from vqcnir_ops.quantize import QuantizerOutput, VectorQuantizer, nearest_code, nearest_code_ref
 
@@ -14,10 +20,14 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
+    "BidirectionalChannelAttention",
     "LayerNorm2d",
     "QuantizerOutput",
     "VectorQuantizer",
     "availability",
+    "bidirectional_channel_attention",
+    "bidirectional_channel_attention_ref",
+    "convert_twam_state_dict",
     "layer_norm_2d_ref",
     "nearest_code",
     "nearest_code_ref",
