@@ -6,6 +6,7 @@
 // - channel_gram: per task, x @ y^T and the squared row norms of its column block, in slices of kSlice
 //   columns upcast to the compute dtype (one GEMM per slice, single-threaded inside the parallel region).
 //   The per-block partials are then added in block order: a fixed order, no atomics.
+// Tensor ops inside the parallel region run single-threaded, under a NoGradGuard (this is a kernel).
 // - channel_mix: per task, w @ z + a * x for its column block, written in z's dtype.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -47,6 +48,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu(const at::Tensor
   at::Tensor gram = at::zeros({blocks, bh, channels, channels}, opts);
   at::Tensor sqx = at::zeros({blocks, bh, channels}, opts), sqy = at::zeros({blocks, bh, channels}, opts);
   at::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
+    const at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads would track these views
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / blocks, blk = task % blocks;
       const int64_t stop = std::min(n, (blk + 1) * kColumns);
@@ -97,6 +99,7 @@ at::Tensor channel_mix_cpu(const at::Tensor& w, const at::Tensor& z, const std::
   const at::Tensor xs = x ? x->reshape({bh, channels, n}) : at::Tensor();
   const at::Tensor as = a ? a->reshape({bh, channels, 1}) : at::Tensor();
   at::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
+    const at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads would track these views
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / blocks, c0 = (task % blocks) * kSlice, len = std::min(kSlice, n - c0);
       at::Tensor result = at::mm(ws[i], zs[i].narrow(1, c0, len).to(compute));

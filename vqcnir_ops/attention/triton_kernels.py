@@ -27,7 +27,7 @@ def _bca_gram_kernel(
     x_ptr, y_ptr, gram_ptr, sqx_ptr, sqy_ptr,
     HEADS, C, N, n_per_split,
     sxb, sxh, sxc, sxn, syb, syh, syc, syn,
-    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
+    UPCAST_DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     split = tl.program_id(0)
     tiles_k = tl.cdiv(C, BLOCK_K)
@@ -51,8 +51,11 @@ def _bca_gram_kernel(
         ok_n = cols < n_end
         xt = tl.load(x_rows + cols[None, :] * sxn, mask=ok_m[:, None] & ok_n[None, :], other=0.0)
         yt = tl.load(y_rows + cols[None, :] * syn, mask=ok_k[:, None] & ok_n[None, :], other=0.0)
-        acc += tl.dot(xt, tl.trans(yt), input_precision="ieee")
         xf, yf = xt.to(tl.float32), yt.to(tl.float32)
+        if UPCAST_DOT:
+            acc += tl.dot(xf, tl.trans(yf), input_precision="ieee")
+        else:
+            acc += tl.dot(xt, tl.trans(yt), input_precision="ieee")
         sqx += tl.sum(xf * xf, axis=1)
         sqy += tl.sum(yf * yf, axis=1)
 
@@ -69,7 +72,7 @@ def _bca_mix_kernel(
     w_ptr, z_ptr, x_ptr, a_ptr, out_ptr,
     HEADS, C, N,
     szb, szh, szc, szn, sxb, sxh, sxc, sxn,
-    HAS_X: tl.constexpr, HAS_A: tl.constexpr, LOW_PRECISION: tl.constexpr,
+    HAS_X: tl.constexpr, HAS_A: tl.constexpr, LOW_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     cols = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -86,7 +89,9 @@ def _bca_mix_kernel(
         ok_k = ks < C
         wt = tl.load(w_rows + ks[None, :], mask=ok_m[:, None] & ok_k[None, :], other=0.0)
         zt = tl.load(z_base + ks.to(tl.int64)[:, None] * szc, mask=ok_k[:, None] & ok_n[None, :], other=0.0)
-        if LOW_PRECISION:
+        if UPCAST_DOT:  # the same products as below, in float32
+            acc += tl.dot(wt.to(zt.dtype).to(tl.float32), zt.to(tl.float32), input_precision="ieee")
+        elif LOW_PRECISION:
             acc += tl.dot(wt.to(zt.dtype), zt)
         else:
             acc += tl.dot(wt, zt.to(tl.float32), input_precision="ieee")
@@ -100,6 +105,12 @@ def _bca_mix_kernel(
         acc += xt
     out = out_ptr + (bh * C + rows.to(tl.int64)[:, None]) * N + cols[None, :]
     tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def _upcast_dot(t: torch.Tensor) -> bool:
+    """Triton 3.9's interpreter gets bfloat16 ``tl.dot`` wrong: there, the kernels upcast the (already
+    rounded) operands to float32 first, which gives the same exact products."""
+    return t.dtype == torch.bfloat16 and not t.is_cuda
 
 
 def _block(size: int, cap: int) -> int:
@@ -123,7 +134,7 @@ def gram_triton(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     sqy = torch.empty_like(sqx)
     _bca_gram_kernel[(splits, tiles, bh)](
         x, y, gram, sqx, sqy, heads, channels, n, n_per_split, *x.stride(), *y.stride(),
-        BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_N=block_n, num_warps=4,
+        UPCAST_DOT=_upcast_dot(x), BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_N=block_n, num_warps=4,
     )  # fmt: skip
     shape = (batch, heads, channels)
     return tuple(_sum_in_order(t).view(*shape, *t.shape[3:]) for t in (gram, sqx, sqy))  # type: ignore[return-value]
@@ -151,7 +162,7 @@ def mix_triton(w: torch.Tensor, z: torch.Tensor, x: torch.Tensor | None, a: torc
     grid = (triton.cdiv(n, block_n), triton.cdiv(channels, block_m), batch * heads)
     _bca_mix_kernel[grid](
         w, z, x_arg, a_arg, out, heads, channels, n, *z.stride(), *x_arg.stride(),
-        HAS_X=has_x, HAS_A=has_a, LOW_PRECISION=z.dtype != torch.float32,
+        HAS_X=has_x, HAS_A=has_a, LOW_PRECISION=z.dtype != torch.float32, UPCAST_DOT=_upcast_dot(z),
         BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_N=block_n, num_warps=4,
     )  # fmt: skip
     return out
