@@ -13,6 +13,7 @@ import vqcnir_ops
 from tests.backends import backend_params, device_for
 from vqcnir_ops import BackendUnavailableError, bidirectional_channel_attention, bidirectional_channel_attention_ref
 from vqcnir_ops._testing import (
+    TOLERANCES,
     assert_low_precision_close,
     assert_max_rel_close,
     channel_attention_in_dtype,
@@ -89,7 +90,8 @@ def _check(backend, shape, dtype, gen, *, epilogue, normalize, noncontig=(), mag
         for inputs in (exact, cast):
             inputs["q_d"][:, :, 0] = 0.0
             inputs["q_g"][:, :, -1] = 0.0
-    weights = [torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(2)]
+    # Output gradients reach a kernel rounded to the output dtype: round them for the float64 truth too.
+    weights = [torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).double() for _ in range(2)]
     flags = {f"noncontig_{name}": True for name in noncontig}
     with poisoned_empty():
         out, grads = _run(_call(backend), cast, weights, normalize=normalize, **flags)
@@ -107,10 +109,11 @@ def _check(backend, shape, dtype, gen, *, epilogue, normalize, noncontig=(), mag
                                 {k: v.cpu() for k, v in cast.items()}, weights)  # fmt: skip
     for o, b, e in zip(out, base_out, out64, strict=True):
         assert o.dtype == dtype
-        assert_low_precision_close(o.cpu(), b, e, f"{backend} {dtype} output")
+        assert_low_precision_close(o.cpu(), b, e, f"{backend} {dtype} output", floor=TOLERANCES[dtype]["atol"])
     for name, g in grads.items():
+        # The floor: about one rounding of the dtype, so that a lucky baseline on a tiny shape passes nothing.
         assert_low_precision_close(g.cpu(), base_grads[name], grads64[name], f"{backend} {dtype} grad {name}",
-                                   floor=3e-3)  # fmt: skip
+                                   floor=max(3e-3, TOLERANCES[dtype]["atol"]))  # fmt: skip
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -119,7 +122,9 @@ def test_matches_float64_reference(backend, data):
     batch = data.draw(st.integers(1, 2), label="B")
     heads = data.draw(st.integers(1, 2), label="heads")
     channels = data.draw(st.integers(1, 20), label="C")
-    pixels = data.draw(st.integers(1, 90), label="N")
+    # N >= 2: at N = 1 the normalised queries are constant, so their gradient is an exact zero reached by
+    # cancelling two large terms, which no relative bound fits; test_edge_cases covers N = 1.
+    pixels = data.draw(st.integers(2, 90), label="N")
     dtype = data.draw(st.sampled_from(_dtypes(backend)), label="dtype")
     epilogue = data.draw(st.booleans(), label="epilogue")
     normalize = data.draw(st.booleans(), label="normalize")

@@ -9,8 +9,10 @@ elements per tensor at 4096 x 4096 pixels and 128 channels); ``C`` per head is a
   write partial sums, which the launcher adds in split order: deterministic, no atomics.
 - ``_bca_mix_kernel`` (phase 2): one program owns ``BLOCK_M`` rows x ``BLOCK_N`` columns of
   ``w @ z + a * x`` for one (batch, head); ``w`` is the tiny float32 C x C map. For float16/bfloat16 ``z``
-  the map tile is rounded to ``z``'s dtype before ``tl.dot`` (float32 accumulation), as flash-attention
-  does with its probabilities; float32 ``z`` keeps IEEE float32.
+  and a bounded map (the softmax times the gains: forward outputs and value gradients) the map is split
+  into ``hi + lo`` in ``z``'s dtype and applied with two tensor-core dots (float32 accumulation), which
+  keeps ~16-22 bits of it; the query gradients (``a`` given) cancel two large terms and their map is
+  unbounded (``1 / eps`` for zero rows), so they use IEEE float32 dots on upcast ``z``, as float32 does.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def _bca_mix_kernel(
     w_ptr, z_ptr, x_ptr, a_ptr, out_ptr,
     HEADS, C, N,
     szb, szh, szc, szn, sxb, sxh, sxc, sxn,
-    HAS_X: tl.constexpr, HAS_A: tl.constexpr, LOW_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
+    HAS_X: tl.constexpr, HAS_A: tl.constexpr, SPLIT_DOT: tl.constexpr, UPCAST_DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     cols = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -89,10 +91,16 @@ def _bca_mix_kernel(
         ok_k = ks < C
         wt = tl.load(w_rows + ks[None, :], mask=ok_m[:, None] & ok_k[None, :], other=0.0)
         zt = tl.load(z_base + ks.to(tl.int64)[:, None] * szc, mask=ok_k[:, None] & ok_n[None, :], other=0.0)
-        if UPCAST_DOT:  # the same products as below, in float32
-            acc += tl.dot(wt.to(zt.dtype).to(tl.float32), zt.to(tl.float32), input_precision="ieee")
-        elif LOW_PRECISION:
-            acc += tl.dot(wt.to(zt.dtype), zt)
+        if SPLIT_DOT:  # w = hi + lo in z's dtype: two tensor-core dots carry ~16-22 bits of w
+            w_hi = wt.to(zt.dtype)
+            w_lo = (wt - w_hi.to(tl.float32)).to(zt.dtype)
+            if UPCAST_DOT:  # the same products, in float32
+                zf = zt.to(tl.float32)
+                acc += tl.dot(w_hi.to(tl.float32), zf, input_precision="ieee")
+                acc += tl.dot(w_lo.to(tl.float32), zf, input_precision="ieee")
+            else:
+                acc += tl.dot(w_hi, zt)
+                acc += tl.dot(w_lo, zt)
         else:
             acc += tl.dot(wt, zt.to(tl.float32), input_precision="ieee")
     mask = ok_m[:, None] & ok_n[None, :]
@@ -162,7 +170,7 @@ def mix_triton(w: torch.Tensor, z: torch.Tensor, x: torch.Tensor | None, a: torc
     grid = (triton.cdiv(n, block_n), triton.cdiv(channels, block_m), batch * heads)
     _bca_mix_kernel[grid](
         w, z, x_arg, a_arg, out, heads, channels, n, *z.stride(), *x_arg.stride(),
-        HAS_X=has_x, HAS_A=has_a, LOW_PRECISION=z.dtype != torch.float32, UPCAST_DOT=_upcast_dot(z),
+        HAS_X=has_x, HAS_A=has_a, SPLIT_DOT=z.dtype != torch.float32 and not has_a, UPCAST_DOT=_upcast_dot(z),
         BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_N=block_n, num_warps=4,
     )  # fmt: skip
     return out
