@@ -8,7 +8,7 @@ forward + backward. Inputs are the projected ``[B, C, H, W]`` features, the op i
 Providers: ``official`` (TWAM's rearrange / normalize / matmul / softmax (twice, as in the official
 code) / matmul / residual; the baseline), ``official+compile``, every available vqcnir_ops backend
 (``reference`` is our two-phase algorithm in PyTorch) and ``auto+compile`` (the functional inside
-torch.compile). On CPU the default batch is 2 (8 takes past 3 minutes on 2 cores); say so when quoting.
+torch.compile). On CPU the default batch is 1 (8 takes far past 3 minutes on 2 cores); say so when quoting.
 """
 
 from __future__ import annotations
@@ -76,8 +76,10 @@ def cases(batch: int, quick: bool) -> list[Case]:
             n = h * w
             flops = 6.0 * b * c * (c // heads) * n  # one gram and two map applications, 2 flops per MAC
             moved = 8 * b * c * n * 4  # 6 inputs read, 2 outputs written, float32
-            out.append(Case(f"{name} B{b} {'fwd+bwd' if backward else 'fwd'}", make_inputs(b, c, h, w, heads, backward),
-                            flops=3 * flops if backward else flops, bytes=2.5 * moved if backward else moved))  # fmt: skip
+            mode = "fwd+bwd" if backward else "fwd"
+            if backward:  # the backward does two more grams and four more passes
+                flops, moved = 3 * flops, 2.5 * moved
+            out.append(Case(f"{name} B{b} {mode}", make_inputs(b, c, h, w, heads, backward), flops=flops, bytes=moved))
     return out
 
 
@@ -101,13 +103,16 @@ def timed(fn):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=None, help="crops per batch (default 8 on GPU, 2 on CPU)")
+    parser.add_argument("--batch", type=int, default=None, help="crops per batch (default 8 on GPU, 1 on CPU)")
     parser.add_argument("--quick", action="store_true", help="one small case (smoke test)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile providers")
     parser.add_argument("--no-save", action="store_true", help="print only; do not append JSON")
     args = parser.parse_args()
     device = torch.device(args.device)
-    batch = args.batch or (8 if device.type == "cuda" else 2)
+    batch = args.batch or (8 if device.type == "cuda" else 1)
+    # One compiled graph per case and mode (dynamic=False): past the default limit of 8 dynamo would
+    # silently fall back to eager and the "+compile" rows would time eager code.
+    torch._dynamo.config.recompile_limit = 64
 
     providers = {"official": timed(official)}
     if not args.no_compile:

@@ -58,7 +58,8 @@ def test_convert_twam_state_dict_names_and_shapes():
     ours = convert_twam_state_dict(sd, prefix=PREFIX)
     assert ours["main_decoder.other.weight"] is sd["main_decoder.other.weight"]
     assert ours[PREFIX + "temperature"].shape == (2,)
-    assert ours[PREFIX + "gamma_d"].shape == (8,) and torch.equal(ours[PREFIX + "gamma_d"], sd[PREFIX + "beta"].flatten())
+    assert ours[PREFIX + "gamma_d"].shape == (8,)
+    assert torch.equal(ours[PREFIX + "gamma_d"], sd[PREFIX + "beta"].flatten())
     assert torch.equal(ours[PREFIX + "proj_v_g.weight"], sd[PREFIX + "g_proj2.weight"])
     module = BidirectionalChannelAttention(8, num_heads=2)
     local = {k[len(PREFIX) :]: v for k, v in ours.items() if k.startswith(PREFIX)}
@@ -103,10 +104,14 @@ def test_starts_as_identity():
     [
         (lambda: BidirectionalChannelAttention(10, num_heads=4), r"channels \(10\) must be a positive multiple"),
         (lambda: BidirectionalChannelAttention(258, num_heads=2), "channels per head .* at most 128"),
-        (lambda: BidirectionalChannelAttention(8, 2)(torch.randn(1, 8, 4, 4), torch.randn(1, 8, 4, 5)),
-         "'f_d' .* and 'f_g' .* must have one shape"),  # fmt: skip
-        (lambda: BidirectionalChannelAttention(8, 2)(torch.randn(1, 6, 4, 4), torch.randn(1, 6, 4, 4)),
-         "'f_d' must have 8 channels"),  # fmt: skip
+        (
+            lambda: BidirectionalChannelAttention(8, 2)(torch.randn(1, 8, 4, 4), torch.randn(1, 8, 4, 5)),
+            "'f_d' .* and 'f_g' .* must have one shape",
+        ),  # fmt: skip
+        (
+            lambda: BidirectionalChannelAttention(8, 2)(torch.randn(1, 6, 4, 4), torch.randn(1, 6, 4, 4)),
+            "'f_d' must have 8 channels",
+        ),  # fmt: skip
     ],
 )
 def test_bad_configuration_or_input(make, words):

@@ -41,7 +41,8 @@ def _make(shape, dtype, device, gen, *, epilogue, heads, magnitude=1.0):
     cast = {}
     for name, t in exact.items():
         # Parameters stay float32 like a module's; activations take the tested dtype.
-        target = dtype if name in STREAMS + ("f_d", "f_g") else (torch.float64 if dtype == torch.float64 else torch.float32)
+        param_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        target = dtype if name in STREAMS + ("f_d", "f_g") else param_dtype
         cast[name] = t.to(device=device, dtype=target)
     # The float64 truth of the rounded inputs: what a kernel given them should compute.
     return {name: t.double().cpu() for name, t in cast.items()}, cast
@@ -161,8 +162,8 @@ def test_large_logits_are_stable(backend):
     v = torch.randn(1, 2, 8, 64, generator=gen)
     a_d, a_g = bidirectional_channel_attention(*(t.to(device) for t in (q, q, v, v)), torch.full((2,), 5.0).to(device),
                                                normalize=False, backend=backend)  # fmt: skip
-    expected = bidirectional_channel_attention_ref(q.double(), q.double(), v.double(), v.double(),
-                                                   torch.full((2,), 5.0, dtype=torch.float64), normalize=False)  # fmt: skip
+    q64, v64 = q.double(), v.double()
+    expected = bidirectional_channel_attention_ref(q64, q64, v64, v64, torch.full((2,), 5.0).double(), normalize=False)
     assert torch.isfinite(a_d).all() and torch.isfinite(a_g).all()
     assert_max_rel_close(a_d.cpu(), expected[0], 1e-5, "a_d")
 
@@ -272,10 +273,28 @@ def _with(index, value):
         (_good(), {"heads": 4}, ValueError, "'q_d' has 2 channels, not divisible by heads=4"),
         (_good(), {"heads": 0}, ValueError, "'heads' must be a positive int"),
         (_good(), {"f_d": torch.randn(2, 2, 3, 5)}, ValueError, r"missing \['f_g', 'gamma_d', 'gamma_g'\]"),
-        (_good(), {"f_d": torch.randn(2, 2, 3, 5), "f_g": torch.randn(2, 2, 3, 4), "gamma_d": torch.ones(6),
-                   "gamma_g": torch.ones(6)}, ValueError, "'f_g' must have the shape and dtype"),  # fmt: skip
-        (_good(), {"f_d": torch.randn(2, 2, 3, 5), "f_g": torch.randn(2, 2, 3, 5), "gamma_d": torch.ones(5),
-                   "gamma_g": torch.ones(6)}, ValueError, r"'gamma_d' must have shape \[6\]"),  # fmt: skip
+        (
+            _good(),
+            {
+                "f_d": torch.randn(2, 2, 3, 5),
+                "f_g": torch.randn(2, 2, 3, 4),
+                "gamma_d": torch.ones(6),
+                "gamma_g": torch.ones(6),
+            },
+            ValueError,
+            "'f_g' must have the shape and dtype",
+        ),  # fmt: skip
+        (
+            _good(),
+            {
+                "f_d": torch.randn(2, 2, 3, 5),
+                "f_g": torch.randn(2, 2, 3, 5),
+                "gamma_d": torch.ones(5),
+                "gamma_g": torch.ones(6),
+            },
+            ValueError,
+            r"'gamma_d' must have shape \[6\]",
+        ),  # fmt: skip
         ([torch.randn(1, 1, 129, 4)] * 4 + [torch.ones(1)], {}, ValueError, "129 channels per head; at most 128"),
         ([torch.randn(1, 1, 3, 0)] * 4 + [torch.ones(1)], {}, ValueError, "no empty dimension"),
         (_with(4, torch.ones(2, device="meta")), {}, ValueError, "same device"),

@@ -123,9 +123,9 @@ def bidirectional_channel_attention(
     if temperature.shape[0] != n_heads:
         raise ValueError(f"argument 'temperature' must have shape [{n_heads}] (heads), got {tuple(temperature.shape)}")
     if given:
-        gains = _check_gamma("gamma_d", gamma_d, n_heads * channels), _check_gamma("gamma_g", gamma_g, n_heads * channels)
         # By value source: attn @ v_d goes to G (gamma_g, f_g), attn @ v_g goes to D (gamma_d, f_d).
-        gain_d, gain_g = gains[1], gains[0]
+        gain_d = _check_gamma("gamma_g", gamma_g, n_heads * channels)
+        gain_g = _check_gamma("gamma_d", gamma_d, n_heads * channels)
         res_d, res_g = _as_heads("f_g", f_g, heads), _as_heads("f_d", f_d, heads)
     else:
         gain_d = gain_g = torch.ones(n_heads * channels, dtype=temperature.dtype, device=q_d.device)

@@ -143,9 +143,7 @@ def staged_backward(
     grad_q_g = phases.mix(grad_gram.transpose(-2, -1).contiguous(), q_d, q_g if normalize else None, grads.alpha_g)
     grad_v_d = phases.mix((row_d * attn).transpose(-2, -1).contiguous(), grad_y_d, None, None)
     grad_v_g = phases.mix((row_g * attn).transpose(-2, -1).contiguous(), grad_y_g, None, None)
-    return StagedGrads(
-        grad_q_d, grad_q_g, grad_v_d, grad_v_g, grads.grad_temperature, grad_gain_d, grad_gain_g
-    )
+    return StagedGrads(grad_q_d, grad_q_g, grad_v_d, grad_v_g, grads.grad_temperature, grad_gain_d, grad_gain_g)
 
 
 # --- the reference backend's phases: plain PyTorch ----------------------------------------------------
