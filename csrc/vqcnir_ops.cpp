@@ -28,6 +28,13 @@ TORCH_LIBRARY(vqcnir_C, m) {
       "deform_conv2d_backward(Tensor grad_out, Tensor input, Tensor offset, Tensor mask, Tensor weight, "
       "Tensor bias, int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w, "
       "bool deterministic) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Phase kernels of the bi-directional channel attention (vqcnir_ops/attention/staged.py). x, y, z
+  // [B, heads, C, N] of one floating dtype, any strides; compute dtype float64 for float64, else float32.
+  // channel_gram -> (x @ y^T [B, heads, C, C], |x|^2 [B, heads, C], |y|^2), reduced over N in a fixed order.
+  m.def("channel_gram(Tensor x, Tensor y) -> (Tensor, Tensor, Tensor)");
+  // channel_mix -> w @ z + a * x in z's dtype, contiguous; w [B, heads, C, C] and a [B, heads, C] in the
+  // compute dtype; x like z; a = 1 when absent, x = 0 when absent.
+  m.def("channel_mix(Tensor w, Tensor z, Tensor? x, Tensor? a) -> Tensor");
 }
 
 // Importing the module loads this library, which runs the registrations above and those of every

@@ -16,7 +16,14 @@ from vqcnir_ops.aiem import (
     convert_official_aiem,
     convert_official_aiem_blocks,
 )
+from vqcnir_ops.attention import (
+    BidirectionalChannelAttention,
+    bidirectional_channel_attention,
+    bidirectional_channel_attention_ref,
+    convert_twam_state_dict,
+)
 from vqcnir_ops.curve import IMACConv, curve_map, curve_map_ref
+from vqcnir_ops.dbca import DBCA, dbca_state_dict_from_official
 from vqcnir_ops.deform import (
     DeformConv2d,
     DeformConv2dPack,
@@ -31,24 +38,9 @@ from vqcnir_ops.quantize import QuantizerOutput, VectorQuantizer, nearest_code, 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AIEM",
-    "BACKENDS",
-    "HIE",
-    "IMAE",
-    "BackendUnavailableError",
-    "IMACConv",
-    "LargeKernelAttention",
-    "DeformConv2d",
-    "DeformConv2dPack",
-    "LayerNorm2d",
-    "QuantizerOutput",
-    "TextureWarp",
-    "VectorQuantizer",
-    "SimpleGate",
-    "SimplifiedChannelAttention",
-    "availability",
-    "convert_official_aiem",
-    "convert_official_aiem_blocks",
+    # ops (functionals and their plain-PyTorch references)
+    "bidirectional_channel_attention",
+    "bidirectional_channel_attention_ref",
     "curve_map",
     "curve_map_ref",
     "deform_conv2d",
@@ -56,5 +48,30 @@ __all__ = [
     "layer_norm_2d_ref",
     "nearest_code",
     "nearest_code_ref",
+    # modules
+    "AIEM",
+    "DBCA",
+    "HIE",
+    "IMAE",
+    "BidirectionalChannelAttention",
+    "DeformConv2d",
+    "DeformConv2dPack",
+    "IMACConv",
+    "LargeKernelAttention",
+    "LayerNorm2d",
+    "QuantizerOutput",
+    "SimpleGate",
+    "SimplifiedChannelAttention",
+    "TextureWarp",
+    "VectorQuantizer",
+    # official checkpoint key mappings
+    "convert_official_aiem",
+    "convert_official_aiem_blocks",
+    "convert_twam_state_dict",
+    "dbca_state_dict_from_official",
     "texture_warp_state_dict_from_official",
+    # backends
+    "BACKENDS",
+    "BackendUnavailableError",
+    "availability",
 ]

@@ -9,8 +9,9 @@ Backends:
   mode (``TRITON_INTERPRET=1`` set before ``vqcnir_ops`` launched its first Triton kernel).
 
 ``auto`` (the default) picks, per call, the fastest available backend that the op implements for the
-tensor's device and dtype: on CUDA the op's benchmark-chosen order (``gpu_order``), on CPU ``cpp``,
-then ``reference``. The interpreter is never chosen automatically: it is for tests, not speed.
+tensor's device and dtype: the op's benchmark-chosen order for the device (``gpu_order`` on CUDA,
+``cpu_order`` on CPU, ``("cpp",)`` unless the op's benchmark says otherwise), then ``reference``.
+The interpreter is never chosen automatically: it is for tests, not speed.
 
 A user forces a backend with the environment variable ``VQCNIR_OPS_BACKEND`` or the ``backend=``
 argument of every functional (the argument wins). Forcing a backend that cannot run the call raises
@@ -36,11 +37,13 @@ class BackendUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class OpBackends:
-    """What one op implements: backend name -> supported dtypes, and its preference order on GPU."""
+    """What one op implements: backend name -> supported dtypes, and its preference orders on GPU and CPU
+    (``reference`` is always the last resort; a CPU order without ``cpp`` makes ``auto`` pick it)."""
 
     name: str
     dtypes: dict[str, frozenset[torch.dtype]]
     gpu_order: tuple[str, ...] = ("triton", "cuda")
+    cpu_order: tuple[str, ...] = ("cpp",)
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -136,7 +139,7 @@ def _resolve(op: str, device_type: str, dtype: torch.dtype, requested: str) -> s
         if reason is not None:
             raise BackendUnavailableError(f"{op}: backend {requested!r} was requested but cannot run: {reason}")
         return requested
-    order = spec.gpu_order if device_type == "cuda" else ("cpp",)
+    order = spec.gpu_order if device_type == "cuda" else spec.cpu_order
     for candidate in order + ("reference",):
         if candidate not in spec.dtypes or dtype not in spec.dtypes[candidate]:
             continue

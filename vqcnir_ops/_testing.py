@@ -181,3 +181,32 @@ def deform_offsets(shape: tuple[int, ...], kind: str, generator: torch.Generator
         near = deform_offsets(shape, "near_border", generator, spread)
         return torch.where(choice == 0, fractional, torch.where(choice == 1, base, near))
     raise ValueError(f"unknown offset kind {kind!r}")
+
+
+def assert_max_rel_close(
+    actual: torch.Tensor, expected: torch.Tensor, rel: float, name: str = "output", atol: float = 0.0
+) -> None:
+    """``max |a - e| <= rel * max |e| + atol``: for results with cancellation, e.g. gradients, where the
+    error scales with the largest entry rather than with each entry."""
+    if expected.numel() == 0:
+        return
+    err = (actual.double() - expected.double()).abs().max().item()
+    bound = rel * expected.double().abs().max().item() + atol + 1e-30
+    assert err <= bound, f"{name}: max error {err:.3g} > {bound:.3g} ({rel:g} of max |expected|)"
+
+
+# --- channel attention ------------------------------------------------------------------------------
+
+
+def channel_attention_in_dtype(
+    q_d: torch.Tensor, q_g: torch.Tensor, v_d: torch.Tensor, v_g: torch.Tensor, temperature: torch.Tensor,
+    normalize: bool = True, scale: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``(a_d, a_g)`` of ``[B, heads, C, N]`` inputs computed the official model's way, in the inputs' own
+    dtype (no upcast): the low-precision baseline of the tests and the baseline of the benchmark."""
+    if normalize:
+        q_d = torch.nn.functional.normalize(q_d, dim=-1)
+        q_g = torch.nn.functional.normalize(q_g, dim=-1)
+    logits = (q_d @ q_g.transpose(-2, -1)) * (temperature.to(q_d.dtype).view(1, -1, 1, 1) * scale)
+    attn = torch.softmax(logits, dim=-1)
+    return attn @ v_d, attn @ v_g

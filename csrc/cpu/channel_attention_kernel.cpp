@@ -1,0 +1,123 @@
+// Phase kernels of the bi-directional channel attention on CPU (vqcnir_ops/attention/staged.py).
+//
+// Tensors are [B, heads, C, N] with any strides. Work is cut into fixed tasks of (batch*head, column
+// block of kColumns): the blocks do not depend on the thread count, so results do not either.
+//
+// - channel_gram: per task, x @ y^T and the squared row norms of its column block, in slices of kSlice
+//   columns upcast to the compute dtype (one GEMM per slice, single-threaded inside the parallel region).
+//   The per-block partials are then added in block order: a fixed order, no atomics.
+// Tensor ops inside the parallel region run single-threaded, under a NoGradGuard (this is a kernel).
+// - channel_mix: per task, w @ z + a * x for its column block, written in z's dtype.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <optional>
+
+#include "vqcnir/checks.h"
+
+namespace vqcnir {
+namespace {
+
+constexpr int64_t kColumns = 16384;  // columns per task: enough GEMM work per task, few partials
+constexpr int64_t kSlice = 2048;     // columns upcast at a time: a C x kSlice float block stays in L2
+
+at::ScalarType compute_type(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
+
+void check_bhcn(const at::Tensor& t, const char* name) {
+  check_dim(t, name, 4);
+  VQCNIR_CHECK_ARG(at::isFloatingType(t.scalar_type()), name, "must be floating point, got ", t.scalar_type());
+}
+
+void check_like(const at::Tensor& ref, const char* ref_name, const at::Tensor& t, const char* name) {
+  VQCNIR_CHECK_ARG(t.sizes() == ref.sizes(), name, "must have the shape of '", ref_name, "' ", ref.sizes(), ", got ",
+                   t.sizes());
+  VQCNIR_CHECK_ARG(t.scalar_type() == ref.scalar_type(), name, "must have the dtype of '", ref_name, "' (",
+                   ref.scalar_type(), "), got ", t.scalar_type());
+  check_same_device(ref, ref_name, t, name);
+}
+
+// x @ y^T, |x|^2, |y|^2 over N; x and y [B, heads, C, N] of one floating dtype.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu(const at::Tensor& x, const at::Tensor& y) {
+  check_bhcn(x, "x");
+  check_like(x, "x", y, "y");
+  const int64_t batch = x.size(0), heads = x.size(1), channels = x.size(2), n = x.size(3);
+  const int64_t bh = batch * heads, blocks = std::max<int64_t>(1, (n + kColumns - 1) / kColumns);
+  const auto opts = x.options().dtype(compute_type(x));
+  const at::Tensor xs = x.reshape({bh, channels, n}), ys = y.reshape({bh, channels, n});
+  at::Tensor gram = at::zeros({blocks, bh, channels, channels}, opts);
+  at::Tensor sqx = at::zeros({blocks, bh, channels}, opts), sqy = at::zeros({blocks, bh, channels}, opts);
+  at::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
+    const at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads would track these views
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task / blocks, blk = task % blocks;
+      const int64_t stop = std::min(n, (blk + 1) * kColumns);
+      at::Tensor g = gram[blk][i], nx = sqx[blk][i], ny = sqy[blk][i];
+      for (int64_t c0 = blk * kColumns; c0 < stop; c0 += kSlice) {
+        const int64_t len = std::min(kSlice, stop - c0);
+        const at::Tensor xf = xs[i].narrow(1, c0, len).to(opts.dtype());
+        const at::Tensor yf = ys[i].narrow(1, c0, len).to(opts.dtype());
+        g.addmm_(xf, yf.t());
+        nx.add_(xf.mul(xf).sum(1));
+        ny.add_(yf.mul(yf).sum(1));
+      }
+    }
+  });
+  at::Tensor g = gram[0], nx = sqx[0], ny = sqy[0];  // partials of later blocks added in block order
+  for (int64_t blk = 1; blk < blocks; ++blk) {
+    g.add_(gram[blk]);
+    nx.add_(sqx[blk]);
+    ny.add_(sqy[blk]);
+  }
+  return {g.reshape({batch, heads, channels, channels}), nx.reshape({batch, heads, channels}),
+          ny.reshape({batch, heads, channels})};
+}
+
+// w @ z + a * x (a = 1 when absent, x = 0 when absent) -> contiguous [B, heads, C, N] in z's dtype.
+at::Tensor channel_mix_cpu(const at::Tensor& w, const at::Tensor& z, const std::optional<at::Tensor>& x,
+                           const std::optional<at::Tensor>& a) {
+  check_bhcn(z, "z");
+  check_dim(w, "w", 4);
+  const int64_t batch = z.size(0), heads = z.size(1), channels = z.size(2), n = z.size(3);
+  const auto compute = compute_type(z);
+  VQCNIR_CHECK_ARG(w.sizes() == at::IntArrayRef({batch, heads, channels, channels}), "w", "must have shape ",
+                   at::IntArrayRef({batch, heads, channels, channels}), ", got ", w.sizes());
+  VQCNIR_CHECK_ARG(w.scalar_type() == compute, "w", "must have the compute dtype ", compute, ", got ",
+                   w.scalar_type());
+  check_same_device(z, "z", w, "w");
+  if (x) check_like(z, "z", *x, "x");
+  if (a) {
+    VQCNIR_CHECK_ARG(x.has_value(), "a", "needs 'x'");
+    VQCNIR_CHECK_ARG(a->sizes() == at::IntArrayRef({batch, heads, channels}) && a->scalar_type() == compute, "a",
+                     "must be ", compute, " of shape ", at::IntArrayRef({batch, heads, channels}), ", got ",
+                     a->scalar_type(), " ", a->sizes());
+  }
+  const int64_t bh = batch * heads, blocks = (n + kSlice - 1) / kSlice;
+  at::Tensor out = at::empty({batch, heads, channels, n}, z.options());
+  const at::Tensor ws = w.reshape({bh, channels, channels}), zs = z.reshape({bh, channels, n});
+  const at::Tensor os = out.view({bh, channels, n});
+  const at::Tensor xs = x ? x->reshape({bh, channels, n}) : at::Tensor();
+  const at::Tensor as = a ? a->reshape({bh, channels, 1}) : at::Tensor();
+  at::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
+    const at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads would track these views
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task / blocks, c0 = (task % blocks) * kSlice, len = std::min(kSlice, n - c0);
+      at::Tensor result = at::mm(ws[i], zs[i].narrow(1, c0, len).to(compute));
+      if (x) {
+        const at::Tensor xf = xs[i].narrow(1, c0, len).to(compute);
+        a ? result.addcmul_(as[i], xf) : result.add_(xf);
+      }
+      os[i].narrow(1, c0, len).copy_(result);
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(vqcnir_C, CPU, m) {
+  m.impl("channel_gram", &channel_gram_cpu);
+  m.impl("channel_mix", &channel_mix_cpu);
+}
+
+}  // namespace vqcnir
