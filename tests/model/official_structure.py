@@ -140,7 +140,7 @@ class DCNv2Pack(nn.Module):
     def forward(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
         o1, o2, mask = torch.chunk(self.conv_offset(feat), 3, dim=1)
         offset = torch.cat((o1, o2), dim=1)
-        return deform_conv2d_ref(x, offset, self.weight, self.bias, stride=1, padding=1, dilation=1,
+        return deform_conv2d_ref(x, offset, self.weight, self.bias, stride=(1, 1), padding=(1, 1), dilation=(1, 1),
                                  mask=torch.sigmoid(mask))  # fmt: skip
 
 
@@ -214,7 +214,9 @@ class OfficialVQCNIR(nn.Module):
             nn.Sequential(nn.Conv2d(enc[i], enc[i + 1], 3, stride=2, padding=1), ResBlock(enc[i + 1], g),
                           ResBlock(enc[i + 1], g)) for i in range(3))  # fmt: skip
         enhance = nn.Module()
-        enhance.blks = nn.ModuleList(AIEM(enc[-1], config.aiem_split, config.aiem_curves) for _ in range(config.num_aiem))
+        enhance.blks = nn.ModuleList(
+            AIEM(enc[-1], config.aiem_split, config.aiem_curves) for _ in range(config.num_aiem)
+        )
         encoder.blocks.append(enhance)
         self.multiscale_encoder = encoder
         self.main_decode = MainDecoder(dec, config.attention_heads, g, config.offset_groups)
