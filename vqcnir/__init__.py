@@ -1,1 +1,24 @@
-"""VQCNIR: the night-image restoration model built from the ``vqcnir_ops`` layers (model issue)."""
+"""VQCNIR: clearer night image restoration with a vector-quantized codebook (AAAI 2024).
+
+The stage-1 VQGAN (:class:`VQGAN`) learns a codebook and decoder G on clean images; the stage-2
+restorer (:class:`VQCNIR`) maps dark, blurred photos onto that prior. Layers and kernels come from
+``vqcnir_ops``.
+"""
+
+from vqcnir.checkpoint import load_pretrained, save_pretrained
+from vqcnir.config import VQCNIRConfig
+from vqcnir.model import VQCNIR, VQCNIROutput
+from vqcnir.official import convert_official_state_dict, load_official_checkpoint
+from vqcnir.vqgan import VQGAN, VQGANOutput
+
+__all__ = [
+    "VQCNIR",
+    "VQGAN",
+    "VQCNIRConfig",
+    "VQCNIROutput",
+    "VQGANOutput",
+    "convert_official_state_dict",
+    "load_official_checkpoint",
+    "load_pretrained",
+    "save_pretrained",
+]

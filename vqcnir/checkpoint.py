@@ -73,3 +73,17 @@ def load_weights(model: nn.Module, directory: str, strict: bool = True) -> nn.Mo
 
 def load_tensors(directory: str) -> dict[str, torch.Tensor]:
     return load_file(os.path.join(directory, WEIGHTS_NAME), device="cpu")
+
+
+def load_pretrained(directory: str, backend: str | None = None, strict: bool = True) -> nn.Module:
+    """Rebuild the model saved by :func:`save_pretrained` (a ``VQGAN`` or ``VQCNIR``) from its files."""
+    from vqcnir.model import VQCNIR  # local: model imports kernels; checkpoint stays light to import
+    from vqcnir.vqgan import VQGAN
+
+    name, config = read_config(directory)
+    classes: dict[str, Any] = {"VQGAN": lambda: VQGAN(config), "VQCNIR": lambda: VQCNIR(config, backend=backend)}
+    if name not in classes:
+        raise ValueError(
+            f"{directory}: unknown model class {name!r} in {CONFIG_NAME}; expected one of {sorted(classes)}"
+        )
+    return load_weights(classes[name](), directory, strict=strict)

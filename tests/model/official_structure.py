@@ -140,7 +140,7 @@ class DCNv2Pack(nn.Module):
     def forward(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
         o1, o2, mask = torch.chunk(self.conv_offset(feat), 3, dim=1)
         offset = torch.cat((o1, o2), dim=1)
-        return deform_conv2d_ref(x, offset, self.weight, self.bias, stride=1, padding=1, dilation=1,
+        return deform_conv2d_ref(x, offset, self.weight, self.bias, stride=(1, 1), padding=(1, 1), dilation=(1, 1),
                                  mask=torch.sigmoid(mask))  # fmt: skip
 
 

@@ -1,0 +1,145 @@
+"""The VQCNIR model: shapes, the paper's parameter count, stage-1 -> stage-2, freezing, checkpoints,
+official-checkpoint loading against an independent re-implementation, gradients, compile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.model.official_structure import OfficialVQCNIR
+from vqcnir import VQCNIR, VQGAN, VQCNIRConfig, load_official_checkpoint, load_pretrained, save_pretrained
+from vqcnir.model import PRIOR_MODULES
+
+TINY = VQCNIRConfig.tiny()
+
+
+def _tiny(seed: int = 0, backend: str | None = None) -> VQCNIR:
+    torch.manual_seed(seed)
+    model = VQCNIR(TINY, backend=backend)
+    with torch.no_grad():  # wake up the zero-initialised residual scales so every branch matters
+        for name, param in model.named_parameters():
+            if name.endswith(("beta", "gamma", "gamma_d", "gamma_g")) or "conv_offset" in name:
+                param.normal_(0, 0.3)
+    return model
+
+
+def test_paper_config_has_the_official_parameter_count():
+    assert sum(p.numel() for p in VQCNIR(VQCNIRConfig.paper()).parameters()) == 47_854_222
+
+
+@pytest.mark.parametrize(("h", "w"), [(64, 64), (40, 88), (8, 16)])
+def test_shapes_through_every_level(h, w):
+    model = _tiny().eval()
+    out = model(torch.rand(2, 3, h, w))
+    assert out.image.shape == (2, 3, h, w)
+    assert out.indices.shape == (2, h // 8, w // 8) and out.latent.shape == (2, TINY.code_dim, h // 8, w // 8)
+    features = model.encoder(torch.rand(1, 3, h, w))
+    assert [f.shape[-1] for f in features] == [w // 2, w // 4, w // 8]
+    g = model.decoder_g(torch.rand(1, TINY.decoder_channels[0], h // 8, w // 8))
+    assert {level: f.shape[1:] for level, f in g.items()} == {
+        8: (32, h // 8, w // 8), 4: (32, h // 4, w // 4), 2: (32, h // 2, w // 2), 1: (16, h, w)}  # fmt: skip
+
+
+@pytest.mark.parametrize(("h", "w"), [(37, 53), (1, 9), (65, 64)])
+def test_restore_any_size(h, w):
+    model = _tiny().eval()
+    image = torch.rand(1, 3, h, w)
+    for padding in ("official", "reflect"):
+        assert model.restore(image, padding=padding).shape == (1, 3, h, w)
+
+
+def test_bad_image_sizes_are_explained():
+    with pytest.raises(ValueError, match="divisible by 8"):
+        _tiny()(torch.rand(1, 3, 30, 32))
+    with pytest.raises(ValueError, match=r"'image' must be a \[B, 3, H, W\]"):
+        _tiny()(torch.rand(3, 32, 32))
+
+
+def test_stage1_weights_load_and_the_prior_freezes_by_module():
+    torch.manual_seed(1)
+    vqgan = VQGAN(TINY)
+    model = _tiny()
+    model.load_stage1(vqgan)
+    for name, value in vqgan.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    frozen = set(model.freeze_prior())
+    expected = {f"{m}.{n}" for m in PRIOR_MODULES for n, _ in getattr(model, m).named_parameters()}
+    assert frozen == expected
+    # Decoder D also has blocks named like G's ("decoder_d.fuse..."): a substring rule would freeze them.
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("decoder_d.") for n in trainable) and any(n.startswith("encoder.") for n in trainable)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    gt_indices = torch.randint(0, TINY.codebook_size, (2, 4, 4))
+    out = model(torch.rand(2, 3, 32, 32), gt_indices=gt_indices)
+    (out.image.mean() + out.quant_loss).backward()
+    optimizer.step()
+    for name, param in model.named_parameters():
+        if name in frozen:
+            assert param.grad is None, name
+        else:  # gradient flows to every trainable parameter
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert all(id(p) not in {id(q) for q in optimizer.state} for n, p in model.named_parameters() if n in frozen)
+    with pytest.raises(TypeError, match="'vqgan' must be a stage-1 VQGAN"):
+        model.load_stage1(model)
+
+
+def test_save_and_load_pretrained_round_trip(tmp_path):
+    model = _tiny().eval()
+    save_pretrained(model, str(tmp_path / "ckpt"))
+    loaded = load_pretrained(str(tmp_path / "ckpt")).eval()
+    assert isinstance(loaded, VQCNIR) and loaded.config == TINY
+    image = torch.rand(1, 3, 32, 40)
+    assert torch.equal(loaded(image).image, model(image).image)
+    vqgan = VQGAN(TINY)
+    save_pretrained(vqgan, str(tmp_path / "stage1"))
+    assert type(load_pretrained(str(tmp_path / "stage1"))) is VQGAN
+
+
+def test_official_checkpoint_loads_into_the_same_function(tmp_path):
+    torch.manual_seed(2)
+    official = OfficialVQCNIR(TINY).eval()
+    with torch.no_grad():
+        for name, param in official.named_parameters():
+            if name.endswith(("beta", "gamma", "scale")):
+                param.normal_(0, 0.5)
+    path = tmp_path / "VQCNIR_LOLBlur_G.pth"
+    torch.save({"params": official.state_dict()}, path)
+    model = load_official_checkpoint(path, config=TINY)
+    image = torch.rand(2, 3, 48, 40)
+    with torch.no_grad():
+        expected = official(image)
+        got = model(image).image
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    # Every official tensor is consumed, and strictness catches extra or missing keys.
+    state = dict(official.state_dict())
+    state["main_decode.extra.weight"] = torch.zeros(1)
+    torch.save({"params": state}, path)
+    with pytest.raises(KeyError, match="no mapping consumes"):
+        load_official_checkpoint(path, config=TINY)
+    state.pop("main_decode.extra.weight")
+    state.pop("out_conv.bias")
+    torch.save({"params": state}, path)
+    with pytest.raises(RuntimeError, match=r"missing \['to_rgb.bias'\]"):
+        load_official_checkpoint(path, config=TINY)
+    with pytest.raises(FileNotFoundError, match="'path'"):
+        load_official_checkpoint(tmp_path / "absent.pth")
+
+
+def test_tiled_restore_close_to_whole_image():
+    model = _tiny().eval()
+    image = torch.rand(1, 3, 96, 96)
+    whole = model.restore(image, padding="reflect")
+    tiles = model.restore(image, padding="reflect", tile=64, overlap=16)
+    assert tiles.shape == whole.shape
+    # GroupNorm / channel attention see tile statistics, so tiles differ, but not wildly.
+    mse = torch.mean((tiles - whole) ** 2).item()
+    assert mse < torch.var(whole).item()
+
+
+@pytest.mark.slow
+def test_whole_model_under_torch_compile():
+    model = _tiny().eval()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(image).image, model(image).image, rtol=1e-5, atol=1e-5)
