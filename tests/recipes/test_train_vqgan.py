@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.recipes.helpers import RECIPES, load_recipe, logged_values, tiny_recipe
+from tests.recipes.helpers import TORCHRUN, load_recipe, logged_values, tiny_recipe, torchrun_one_process
 from vqcnir.checkpoint import read_config
 from vqcnir.training.state import find_checkpoint, load_training_state
 
@@ -81,21 +79,10 @@ def test_explicit_resume_path_must_exist(tmp_path):
         train_vqgan.main(["--config", config, f"--resume={tmp_path / 'nowhere'}"])
 
 
-TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
-
-
 @pytest.mark.skipif(not os.path.isfile(TORCHRUN), reason="torchrun is not installed beside this python")
 def test_torchrun_one_process_ddp(tmp_path):
     """The DDP code path (gloo on CPU) with one process: sampler sharding, DDP wrappers, rank-0 saving."""
-    config = tiny_recipe(str(tmp_path), "ddp", train={"total_iter": 2})
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [TORCHRUN, "--standalone", "--nproc_per_node=1", os.path.join(RECIPES, "train_vqgan.py"), "--config", config],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    proc = torchrun_one_process("train_vqgan", tiny_recipe(str(tmp_path), "ddp", train={"total_iter": 2}))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     experiment = os.path.join(tmp_path, "experiments", "ddp")
     assert load_training_state(find_checkpoint(experiment))["iteration"] == 2
