@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -116,7 +117,7 @@ class TrainingSession:
             pin_memory=self.runtime.device.type == "cuda",
         )
         with StopOnInterrupt() as stop:
-            while self.iteration < self.options.train.total_iter and not stop.requested:
+            while self.iteration < self.options.train.total_iter and not self._any_rank(stop.requested):
                 try:
                     batch = next(batches)
                 except Exception:
@@ -125,7 +126,15 @@ class TrainingSession:
                     raise
                 yield self.iteration + 1, batch
                 self.iteration += 1
-            self.interrupted = stop.requested
+            self.interrupted = self._any_rank(stop.requested)
+
+    def _any_rank(self, flag: bool) -> bool:
+        """``flag`` on any rank (under DDP every rank must leave the loop at the same iteration)."""
+        if not self.runtime.distributed or not dist.is_initialized():
+            return flag
+        shared = torch.tensor([int(flag)], device=self.runtime.device)
+        dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+        return bool(shared.item())
 
     # ------------------------------------------------------------------------------------ each step
     def after_step(self, iteration: int, values: dict[str, float], images: tuple[torch.Tensor, ...]) -> None:
