@@ -60,7 +60,15 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="one small case (smoke test)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile provider")
     parser.add_argument("--no-save", action="store_true", help="print only; do not append JSON")
-    return parser.parse_args()
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch CPU threads (default: torch's). On a loaded machine use 1: OpenMP workers that spin while "
+        "a sibling is descheduled make multi-threaded timings erratic",
+    )  # fmt: skip
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def device_name(device: torch.device) -> str:

@@ -14,6 +14,7 @@
 
 #include <optional>
 
+#include "vqcnir/parallel.h"
 #include "vqcnir/checks.h"
 
 namespace vqcnir {
@@ -47,7 +48,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu(const at::Tensor
   const at::Tensor xs = x.reshape({bh, channels, n}), ys = y.reshape({bh, channels, n});
   at::Tensor gram = at::zeros({blocks, bh, channels, channels}, opts);
   at::Tensor sqx = at::zeros({blocks, bh, channels}, opts), sqy = at::zeros({blocks, bh, channels}, opts);
-  at::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
+  vqcnir::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
     const at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads would track these views
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / blocks, blk = task % blocks;
@@ -98,7 +99,7 @@ at::Tensor channel_mix_cpu(const at::Tensor& w, const at::Tensor& z, const std::
   const at::Tensor os = out.view({bh, channels, n});
   const at::Tensor xs = x ? x->reshape({bh, channels, n}) : at::Tensor();
   const at::Tensor as = a ? a->reshape({bh, channels, 1}) : at::Tensor();
-  at::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
+  vqcnir::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
     const at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads would track these views
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / blocks, c0 = (task % blocks) * kSlice, len = std::min(kSlice, n - c0);

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "vqcnir/parallel.h"
 #include "vqcnir/checks.h"
 
 namespace vqcnir {
@@ -223,7 +224,7 @@ void for_each_unit(int64_t n_bs, const Shape& sh, const F& body) {
   const int64_t units = n_bs * sh.units_per_split;
   // grain: at least ~256K elements per task, so small calls run on one thread instead of paying a wake-up
   const int64_t grain = std::max<int64_t>(1, 262144 / std::max<int64_t>(1, kPixelBlock * sh.Cs));
-  at::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
+  vqcnir::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> work(workspace_elems(sh.n));
     for (int64_t u = begin; u < end; ++u) {
       const int64_t bs = u / sh.units_per_split;

@@ -26,6 +26,7 @@
 #include <tuple>
 #include <vector>
 
+#include "vqcnir/parallel.h"
 #include "vqcnir/deform_conv2d_checks.h"
 
 namespace vqcnir {
@@ -51,7 +52,7 @@ void build_plan(const DeformGeometry& g, const scalar_t* offset_b, int64_t p0, i
                 std::vector<Sample<scalar_t>>& plan) {
   const int64_t taps = g.taps(), pixels = g.pixels();
   plan.resize(g.offset_groups * taps * n);
-  at::parallel_for(0, g.offset_groups * taps, 1, [&](int64_t begin, int64_t end) {
+  vqcnir::parallel_for(0, g.offset_groups * taps, 1, [&](int64_t begin, int64_t end) {
     for (int64_t gk = begin; gk < end; ++gk) {
       const int64_t k = gk % taps;
       const int64_t i = k / g.kernel_w, j = k % g.kernel_w;
@@ -86,7 +87,7 @@ template <typename scalar_t>
 void fill_columns(const DeformGeometry& g, const scalar_t* input_b, const scalar_t* mask_b, int64_t p0, int64_t n,
                   const std::vector<Sample<scalar_t>>& plan, scalar_t* columns) {
   const int64_t taps = g.taps(), hw = g.height * g.width, cpg = g.channels_per_offset_group();
-  at::parallel_for(0, g.channels * taps, 16, [&](int64_t begin, int64_t end) {
+  vqcnir::parallel_for(0, g.channels * taps, 16, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t c = row / taps, k = row % taps, gk = (c / cpg) * taps + k;
       const scalar_t* plane = input_b + c * hw;
@@ -145,7 +146,7 @@ void columns_to_coords(const DeformGeometry& g, const scalar_t* grad_cols, const
                        const scalar_t* mask_b, int64_t p0, int64_t n, const std::vector<Sample<scalar_t>>& plan,
                        scalar_t* grad_offset_b, scalar_t* grad_mask_b) {
   const int64_t taps = g.taps(), hw = g.height * g.width, cpg = g.channels_per_offset_group(), pixels = g.pixels();
-  at::parallel_for(0, g.offset_groups * taps * n, 256, [&](int64_t begin, int64_t end) {
+  vqcnir::parallel_for(0, g.offset_groups * taps * n, 256, [&](int64_t begin, int64_t end) {
     for (int64_t e = begin; e < end; ++e) {
       const int64_t gk = e / n, q = e % n, og = gk / taps, k = gk % taps;
       const Sample<scalar_t>& s = plan[e];
@@ -172,7 +173,7 @@ template <typename scalar_t>
 void columns_to_input(const DeformGeometry& g, const scalar_t* grad_cols, const scalar_t* mask_b, int64_t p0,
                       int64_t n, const std::vector<Sample<scalar_t>>& plan, scalar_t* grad_input_b) {
   const int64_t taps = g.taps(), hw = g.height * g.width, cpg = g.channels_per_offset_group();
-  at::parallel_for(0, g.channels, 1, [&](int64_t begin, int64_t end) {
+  vqcnir::parallel_for(0, g.channels, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       scalar_t* plane = grad_input_b + c * hw;
       for (int64_t k = 0; k < taps; ++k) {

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <limits>
 
+#include "vqcnir/parallel.h"
 #include "vqcnir/checks.h"
 
 namespace vqcnir {
@@ -90,7 +91,7 @@ std::tuple<at::Tensor, at::Tensor> nearest_code_cpu(const at::Tensor& z, const a
     const scalar_t* sqnorm = code_sqnorm.data_ptr<scalar_t>();
     int64_t* index_data = index.data_ptr<int64_t>();
     scalar_t* dist_data = dist.data_ptr<scalar_t>();
-    at::parallel_for(0, n_blocks, 1, [&](int64_t begin, int64_t end) {
+    vqcnir::parallel_for(0, n_blocks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         const int64_t r0 = b * kRowBlock;
         const int64_t rows = std::min(kRowBlock, n_rows - r0);
