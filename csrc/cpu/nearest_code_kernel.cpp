@@ -22,8 +22,16 @@
 namespace vqcnir {
 namespace {
 
-constexpr int64_t kRowBlock = 64;    // rows per task: enough GEMM work to amortise the call
-constexpr int64_t kCodeTile = 256;   // codes per tile: the 64 x 256 float block stays in L1/L2
+// Block sizes (overridable at compile time for tuning): on a 2-core EPYC, 128 x 512 beat 64 x 256 by
+// 5-25% and matched 256 x 1024 (float32, D = 512 and D = 8).
+#ifndef VQCNIR_NC_ROW_BLOCK
+#define VQCNIR_NC_ROW_BLOCK 128
+#endif
+#ifndef VQCNIR_NC_CODE_TILE
+#define VQCNIR_NC_CODE_TILE 512
+#endif
+constexpr int64_t kRowBlock = VQCNIR_NC_ROW_BLOCK;    // rows per task: enough GEMM work to amortise the call
+constexpr int64_t kCodeTile = VQCNIR_NC_CODE_TILE;   // codes per tile: the 128 x 512 float block (256 KiB) stays in L2
 
 template <typename scalar_t>
 void nearest_code_block(const at::Tensor& z_rows, const at::Tensor& mu, const at::Tensor& codes,
