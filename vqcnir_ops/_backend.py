@@ -28,6 +28,9 @@ import torch
 from vqcnir_ops import _extension
 
 BACKENDS: tuple[str, ...] = ("reference", "cpp", "cuda", "triton")
+# The dtype sets ops declare: every kernel takes half and single precision; references and C++ also float64.
+HALF_AND_FLOAT = frozenset({torch.float16, torch.bfloat16, torch.float32})
+ALL_FLOAT = HALF_AND_FLOAT | {torch.float64}
 ENV_VAR = "VQCNIR_OPS_BACKEND"
 
 

@@ -17,15 +17,13 @@ from vqcnir_ops import _backend, _extension
 from vqcnir_ops.attention.reference import compute_dtype
 from vqcnir_ops.attention.staged import TORCH_PHASES, AttentionMap, Phases, staged_backward, staged_forward
 
-_HALF_AND_FLOAT = frozenset({torch.float16, torch.bfloat16, torch.float32})
-
 SPEC = _backend.register_op(
     _backend.OpBackends(
         name="bidirectional_channel_attention",
         dtypes={
-            "reference": _HALF_AND_FLOAT | {torch.float64},
-            "cpp": _HALF_AND_FLOAT | {torch.float64},
-            "triton": _HALF_AND_FLOAT,
+            "reference": _backend.ALL_FLOAT,
+            "cpp": _backend.ALL_FLOAT,
+            "triton": _backend.HALF_AND_FLOAT,
         },
         gpu_order=("triton",),
         # cpp on CPU: ahead of reference in 9 of 10 cases of benchmarks/bench_channel_attention.py (2-core EPYC,

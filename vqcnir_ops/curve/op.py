@@ -19,15 +19,13 @@ import torch
 from vqcnir_ops import _backend, _extension
 from vqcnir_ops.curve.reference import curve_map_bwd_ref, curve_map_ref
 
-_HALF_AND_FLOAT = frozenset({torch.float16, torch.bfloat16, torch.float32})
-
 SPEC = _backend.register_op(
     _backend.OpBackends(
         name="curve_map",
         dtypes={
-            "reference": _HALF_AND_FLOAT | {torch.float64},
-            "cpp": _HALF_AND_FLOAT | {torch.float64},
-            "triton": _HALF_AND_FLOAT,
+            "reference": _backend.ALL_FLOAT,
+            "cpp": _backend.ALL_FLOAT,
+            "triton": _backend.HALF_AND_FLOAT,
         },
         gpu_order=("triton",),
         notes={"cuda": "no CUDA C++ kernel: Triton is the GPU path until a GPU benchmark shows otherwise"},

@@ -16,16 +16,14 @@ import torch
 from vqcnir_ops import _backend, _extension
 from vqcnir_ops.deform.reference import deform_conv2d_grads_ref, deform_conv2d_ref
 
-_HALF_AND_FLOAT = frozenset({torch.float16, torch.bfloat16, torch.float32})
-
 SPEC = _backend.register_op(
     _backend.OpBackends(
         name="deform_conv2d",
         dtypes={
-            "reference": _HALF_AND_FLOAT | {torch.float64},
-            "cpp": _HALF_AND_FLOAT | {torch.float64},
-            "triton": _HALF_AND_FLOAT,
-            "cuda": _HALF_AND_FLOAT,
+            "reference": _backend.ALL_FLOAT,
+            "cpp": _backend.ALL_FLOAT,
+            "triton": _backend.HALF_AND_FLOAT,
+            "cuda": _backend.HALF_AND_FLOAT,
         },
         # Triton first on GPU until a GPU benchmark (benchmarks/results/) says otherwise.
         gpu_order=("triton", "cuda"),

@@ -22,16 +22,14 @@ from vqcnir_ops.quantize.reference import (
     nearest_code_ref,
 )
 
-_HALF_AND_FLOAT = frozenset({torch.float16, torch.bfloat16, torch.float32})
-
 SPEC = _backend.register_op(
     _backend.OpBackends(
         name="nearest_code",
         dtypes={
-            "reference": _HALF_AND_FLOAT | {torch.float64},
-            "cpp": _HALF_AND_FLOAT | {torch.float64},
-            "triton": _HALF_AND_FLOAT,
-            "cuda": _HALF_AND_FLOAT,
+            "reference": _backend.ALL_FLOAT,
+            "cpp": _backend.ALL_FLOAT,
+            "triton": _backend.HALF_AND_FLOAT,
+            "cuda": _backend.HALF_AND_FLOAT,
         },
         # Triton first on GPU: the CUDA kernel has not been benchmarked against it on a GPU yet
         # (benchmarks/results/); swap the order if a GPU run shows the CUDA kernel ahead.
