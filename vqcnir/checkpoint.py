@@ -12,7 +12,6 @@ import os
 import tempfile
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -69,10 +68,6 @@ def load_weights(model: nn.Module, directory: str, strict: bool = True) -> nn.Mo
     if strict and (missing or unexpected):
         raise RuntimeError(f"checkpoint {directory} does not fit the model: missing {missing}, unexpected {unexpected}")
     return model
-
-
-def load_tensors(directory: str) -> dict[str, torch.Tensor]:
-    return load_file(os.path.join(directory, WEIGHTS_NAME), device="cpu")
 
 
 def load_pretrained(directory: str, backend: str | None = None, strict: bool = True) -> nn.Module:

@@ -41,16 +41,10 @@ class VQCNIR(VQGAN):
 
     def __init__(self, config: VQCNIRConfig, backend: str | None = None) -> None:
         channels = config.encoder_channels[-1]
-
-        def enhance() -> nn.Module:
-            return nn.Sequential(
-                *(
-                    AIEM(channels, config.aiem_split, config.aiem_curves, backend=backend)
-                    for _ in range(config.num_aiem)
-                )
-            )
-
-        super().__init__(config, enhance_factory=enhance)
+        enhance = nn.Sequential(
+            *(AIEM(channels, config.aiem_split, config.aiem_curves, backend=backend) for _ in range(config.num_aiem))
+        )
+        super().__init__(config, enhance=enhance)
         self.quantizer.backend = backend
         self.decoder_d = MainDecoder(config, backend=backend)
 

@@ -7,7 +7,6 @@ Encoder (4x4 conv, three stride-2 levels) -> 1x1 conv to the code dim -> nearest
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -82,10 +81,10 @@ class VQGAN(nn.Module):
         (torch.Size([1, 3, 64, 64]), torch.Size([1, 8, 8]))
     """
 
-    def __init__(self, config: VQCNIRConfig, enhance_factory: Callable[[], nn.Module] | None = None) -> None:
+    def __init__(self, config: VQCNIRConfig, enhance: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config, enhance_factory() if enhance_factory is not None else None)
+        self.encoder = Encoder(config, enhance)
         self.quant_conv = nn.Conv2d(config.encoder_channels[-1], config.code_dim, 1)
         self.quantizer = VectorQuantizer(config.codebook_size, config.code_dim, beta=config.beta)
         self.post_quant_conv = nn.Conv2d(config.code_dim, config.decoder_channels[0], 3, padding=1)

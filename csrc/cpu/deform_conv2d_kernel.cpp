@@ -28,6 +28,7 @@
 
 #include "vqcnir/parallel.h"
 #include "vqcnir/deform_conv2d_checks.h"
+#include "vqcnir/deform_conv2d_gemm.h"
 
 namespace vqcnir {
 namespace {
@@ -128,11 +129,7 @@ at::Tensor deform_conv2d_cpu(const at::Tensor& input, const at::Tensor& offset, 
         build_plan<scalar_t>(g, off_c[b].const_data_ptr<scalar_t>(), p0, n, plan);
         fill_columns<scalar_t>(g, in_c[b].const_data_ptr<scalar_t>(), mask_c[b].const_data_ptr<scalar_t>(), p0, n,
                                plan, columns.mutable_data_ptr<scalar_t>());
-        const at::Tensor cols = columns.narrow(0, 0, g.channels * taps * n).view({g.groups, cin_g * taps, n});
-        for (int64_t gr = 0; gr < g.groups; ++gr) {
-          at::Tensor dst = out[b].narrow(0, gr * cout_g, cout_g).narrow(1, p0, n);
-          at::mm_out(dst, w[gr], cols[gr]);
-        }
+        chunk_forward_gemm(out[b], w, chunk_columns(columns, g.groups, cin_g * taps, n), p0, n);
       }
     }
   });
@@ -224,14 +221,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
         const int64_t n = std::min(chunk, g.pixels() - p0);
         build_plan<scalar_t>(g, off_c[b].const_data_ptr<scalar_t>(), p0, n, plan);
         fill_columns<scalar_t>(g, input_b, mask_b, p0, n, plan, columns.mutable_data_ptr<scalar_t>());
-        const at::Tensor cols = columns.narrow(0, 0, g.channels * taps * n).view({g.groups, cin_g * taps, n});
-        const at::Tensor gcols = grad_columns.narrow(0, 0, g.channels * taps * n).view({g.groups, cin_g * taps, n});
-        for (int64_t gr = 0; gr < g.groups; ++gr) {
-          const at::Tensor gout_g = gout[b].narrow(0, gr * cout_g, cout_g).narrow(1, p0, n);
-          grad_weight[gr].addmm_(gout_g, cols[gr].t());
-          at::Tensor gcols_g = gcols[gr];
-          at::mm_out(gcols_g, w[gr].t(), gout_g);
-        }
+        chunk_backward_gemm(gout[b], w, chunk_columns(columns, g.groups, cin_g * taps, n),
+                            chunk_columns(grad_columns, g.groups, cin_g * taps, n), grad_weight, p0, n);
         const scalar_t* gc = grad_columns.const_data_ptr<scalar_t>();
         columns_to_coords<scalar_t>(g, gc, input_b, mask_b, p0, n, plan, grad_offset[b].mutable_data_ptr<scalar_t>(),
                                     grad_mask[b].mutable_data_ptr<scalar_t>());

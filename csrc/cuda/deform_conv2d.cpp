@@ -14,6 +14,7 @@
 #include <torch/library.h>
 
 #include "vqcnir/deform_conv2d_checks.h"
+#include "vqcnir/deform_conv2d_gemm.h"
 #include "vqcnir/deform_conv2d_launch.h"
 
 namespace vqcnir {
@@ -67,7 +68,7 @@ at::Tensor deform_conv2d_cuda(const at::Tensor& input, const at::Tensor& offset,
   const Prepared p =
       prepare(input, offset, mask, weight, bias, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w);
   const DeformGeometry& g = p.g;
-  const int64_t cin_g = g.channels / g.groups, cout_g = g.out_channels / g.groups, taps = g.taps();
+  const int64_t cin_g = g.channels / g.groups, taps = g.taps();
   at::Tensor out = at::empty({g.batch, g.out_channels, g.pixels()}, p.input.options());
   const int64_t chunk = chunk_pixels(g);
   at::Tensor columns = at::empty({g.channels * taps * chunk}, p.input.options());
@@ -76,11 +77,7 @@ at::Tensor deform_conv2d_cuda(const at::Tensor& input, const at::Tensor& offset,
     for (int64_t p0 = 0; p0 < g.pixels(); p0 += chunk) {
       const int64_t n = std::min(chunk, g.pixels() - p0);
       im2col(p, b, p0, n, columns, stream);
-      const at::Tensor cols = columns.narrow(0, 0, g.channels * taps * n).view({g.groups, cin_g * taps, n});
-      for (int64_t gr = 0; gr < g.groups; ++gr) {
-        at::Tensor dst = out[b].narrow(0, gr * cout_g, cout_g).narrow(1, p0, n);
-        at::mm_out(dst, p.weight[gr], cols[gr]);
-      }
+      chunk_forward_gemm(out[b], p.weight, chunk_columns(columns, g.groups, cin_g * taps, n), p0, n);
     }
   }
   out.add_(bias.to(at::kFloat).view({1, g.out_channels, 1}));
@@ -113,14 +110,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
     for (int64_t p0 = 0; p0 < g.pixels(); p0 += chunk) {
       const int64_t n = std::min(chunk, g.pixels() - p0);
       im2col(p, b, p0, n, columns, stream);
-      const at::Tensor cols = columns.narrow(0, 0, g.channels * taps * n).view({g.groups, cin_g * taps, n});
-      const at::Tensor gcols = grad_columns.narrow(0, 0, g.channels * taps * n).view({g.groups, cin_g * taps, n});
-      for (int64_t gr = 0; gr < g.groups; ++gr) {
-        const at::Tensor gout_g = gout[b].narrow(0, gr * cout_g, cout_g).narrow(1, p0, n);
-        grad_weight[gr].addmm_(gout_g, cols[gr].t());
-        at::Tensor gcols_g = gcols[gr];
-        at::mm_out(gcols_g, p.weight[gr].t(), gout_g);
-      }
+      chunk_backward_gemm(gout[b], p.weight, chunk_columns(columns, g.groups, cin_g * taps, n),
+                          chunk_columns(grad_columns, g.groups, cin_g * taps, n), grad_weight, p0, n);
       check_launch(launch_deform_col2coord(grad_columns.const_data_ptr<float>(), p.input.const_data_ptr<float>(),
                                            p.offset.const_data_ptr<float>(), p.mask.const_data_ptr<float>(), g, b,
                                            p0, n, grad_offset.mutable_data_ptr<float>(),
