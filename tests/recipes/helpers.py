@@ -19,8 +19,6 @@ RECIPES = os.path.join(os.path.dirname(__file__), "..", "..", "recipes")
 def load_recipe(name: str) -> ModuleType:
     """Import ``recipes/<name>.py`` as a module (the recipes folder is not a package)."""
     path = os.path.abspath(os.path.join(RECIPES, f"{name}.py"))
-    if os.path.dirname(path) not in sys.path:
-        sys.path.insert(0, os.path.dirname(path))  # train_vqcnir imports train_vqgan for the demo chain
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

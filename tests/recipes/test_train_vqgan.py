@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from tests.recipes.helpers import TORCHRUN, load_recipe, logged_values, tiny_recipe, torchrun_one_process
 from vqcnir.checkpoint import read_config
+from vqcnir.training.session import TrainingSession
 from vqcnir.training.state import find_checkpoint, load_training_state
 
 train_vqgan = load_recipe("train_vqgan")
@@ -56,14 +57,14 @@ def test_resume_gives_the_same_losses_and_weights(tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, monkeypatch):
     config = tiny_recipe(str(tmp_path), "interrupted", train={"total_iter": 5}, logger={"save_checkpoint_freq": 0})
-    original = train_vqgan.TrainingSession.after_step
+    original = TrainingSession.after_step
 
     def after_step(self, iteration, values, images):
         original(self, iteration, values, images)
         if iteration == 2:
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
 
-    monkeypatch.setattr(train_vqgan.TrainingSession, "after_step", after_step)
+    monkeypatch.setattr(TrainingSession, "after_step", after_step)
     result = train_vqgan.main(["--config", config])
     assert result["interrupted"] and result["iteration"] == 2
     assert load_training_state(find_checkpoint(result["directory"]))["iteration"] == 2
