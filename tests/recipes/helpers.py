@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
-import subprocess
 import sys
 from types import ModuleType
 
@@ -105,11 +104,3 @@ def logged_values(experiment: str, prefix: str = "train/") -> dict[tuple[int, st
 
 
 TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
-
-
-def torchrun_one_process(recipe: str, config: str) -> subprocess.CompletedProcess:
-    """Run ``recipes/<recipe>.py --config <config>`` under ``torchrun --nproc_per_node=1`` (DDP, gloo)."""
-    script = os.path.abspath(os.path.join(RECIPES, f"{recipe}.py"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [TORCHRUN, "--standalone", "--nproc_per_node=1", script, "--config", config]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)

@@ -156,3 +156,12 @@ def test_unmatched_files_and_size_mismatch_are_errors(tmp_path, monkeypatch, cap
     with pytest.raises(SystemExit):
         main(["--restored", str(tmp_path / "restored"), "--gt", str(tmp_path / "gt"), "--lpips", "none", "--quiet"])
     assert "differs from its target" in capsys.readouterr().err
+
+
+def test_out_must_be_a_folder_not_a_file(tmp_path, capsys):
+    _pairs(tmp_path, np.random.default_rng(5))
+    (tmp_path / "eval").write_text("my notes")
+    with pytest.raises(SystemExit):
+        _evaluate_pairs(tmp_path, "--lpips", "none")
+    assert "argument --out: " in (error := capsys.readouterr().err) and "is a file; give a folder" in error
+    assert (tmp_path / "eval").read_text() == "my notes"
