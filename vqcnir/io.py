@@ -15,10 +15,12 @@ model folder shared with other users would be unreadable to them).
 
 Liveness: a writer holds an exclusive ``flock`` on its temporary file, or on the ``.lock`` file inside
 its staging folder, for as long as it writes. The kernel drops the lock when the process ends, even on
-SIGKILL, so a temporary whose lock can be taken was left by a writer that died. A staging folder without
-a lock file (made by an older vqcnir, or by a writer killed between ``mkdir`` and creating the lock) is
-removed only once it has not changed for ``unlocked_age`` seconds. Where ``fcntl`` is missing (Windows),
-nothing is ever judged stale.
+SIGKILL, so a temporary whose lock can be taken was left by a writer that died. Temporary files must
+also be a few seconds old (some writers, like safetensors, replace the file they are given, which
+drops the lock for the moment before the rename). A staging folder without a lock file (made by an
+older vqcnir, or by a writer killed between ``mkdir`` and creating the lock) is removed only once it
+has not changed for ``unlocked_age`` seconds. Where ``fcntl`` is missing (Windows), nothing is ever
+judged stale.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ except ImportError:  # Windows: no advisory locks; remove_stale then removes not
 TEMP_PREFIX = ".tmp-"
 STAGING_PREFIX = ".staging-"
 LOCK_NAME = ".lock"
+TEMP_MIN_AGE = 5.0  # seconds a temporary file must be unchanged before remove_stale may take it
 _MAX_NAME = 200  # keeps the temporary's name under NAME_MAX (255) for any destination name
 
 
@@ -65,7 +68,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
     descriptor, tmp = _create_unique(directory, lambda: f"{TEMP_PREFIX}{secrets.token_hex(4)}-{name[-_MAX_NAME:]}")
     try:
         _lock(descriptor)
+        mode = os.fstat(descriptor).st_mode & 0o777  # 0o666 minus the umask
         write(tmp)
+        if os.stat(tmp).st_mode & 0o777 != mode:  # a writer that made its own file (safetensors: 0600)
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -236,6 +242,8 @@ def remove_stale(folder: str | os.PathLike, unlocked_age: float = 3600.0) -> lis
     removed = []
     for entry in os.scandir(folder):
         if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
+            if _age(entry.path) < TEMP_MIN_AGE:
+                continue
             lock_path, is_folder = entry.path, False
         elif entry.name.startswith(STAGING_PREFIX) and entry.is_dir(follow_symlinks=False):
             lock_path, is_folder = os.path.join(entry.path, LOCK_NAME), True

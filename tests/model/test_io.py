@@ -155,12 +155,15 @@ def test_remove_stale_spares_live_writers_and_unrelated_files(tmp_path):
         os.utime(lockless, (old, old))
         young = tmp_path / f"{io.STAGING_PREFIX}young"  # no lock yet: its writer may be about to make one
         young.mkdir()
-        temp = tmp_path / f"{io.TEMP_PREFIX}abcd-latest"
+        temp = tmp_path / f"{io.TEMP_PREFIX}abcd-latest"  # a torn file whose writer died a while ago
         temp.write_text("torn")
+        os.utime(temp, (old, old))
+        fresh = tmp_path / f"{io.TEMP_PREFIX}ef01-latest"  # just written: maybe replaced by a live writer
+        fresh.write_text("new")
         removed = io.remove_stale(tmp_path)
         assert sorted(removed) == sorted(str(p) for p in (dead, lockless, temp))
-        assert os.path.isdir(live.path) and young.is_dir()
-    assert sorted(os.listdir(tmp_path)) == sorted([".hidden", "checkpoint.txt", young.name])
+        assert os.path.isdir(live.path) and young.is_dir() and fresh.is_file()
+    assert sorted(os.listdir(tmp_path)) == sorted([".hidden", "checkpoint.txt", young.name, fresh.name])
     assert io.remove_stale(tmp_path / "missing") == []
 
 
@@ -185,6 +188,8 @@ def test_a_killed_writer_leaves_temporaries_that_only_then_count_as_stale(tmp_pa
     )
     try:
         staging, temp = writer.stdout.readline().split()
+        old = time.time() - 60
+        os.utime(temp, (old, old))  # only the lock tells the live writer's files apart
         assert io.remove_stale(tmp_path) == [] and os.path.isdir(staging) and os.path.isfile(temp)
     finally:
         writer.kill()

@@ -101,6 +101,7 @@ def test_resume_applies_changed_options_refuses_fixed_ones_and_clears_dead_saves
     open(os.path.join(dead, io.LOCK_NAME), "w").close()
     torn = os.path.join(experiment, "best", f"{io.TEMP_PREFIX}0000-model.safetensors")
     open(torn, "w").close()
+    os.utime(torn, (0, 0))  # written long ago
     capsys.readouterr()
 
     train_vqgan.main(["--config", config, "--resume", "--train.total_iter=3", "--train.optim_g.lr=0.5"])
