@@ -54,7 +54,7 @@ def main() -> int:
 
     stream = session_module.batch_stream
 
-    def recording_stream(*stream_args: object, **kwargs: object):  # noqa: ANN202
+    def recording_stream(*stream_args: object, **kwargs: object):
         for batch in stream(*stream_args, **kwargs):
             record["samples"].append([os.path.basename(p) for p in batch["gt_path"]])
             yield batch
@@ -62,12 +62,12 @@ def main() -> int:
     session_module.batch_stream = recording_stream
     after_step, finish = session_module.TrainingSession.after_step, session_module.TrainingSession.finish
 
-    def dying_after_step(self, iteration, values, images):  # noqa: ANN001, ANN202
+    def dying_after_step(self, iteration, values, images):
         after_step(self, iteration, values, images)
         if rank == 1 and iteration == args.die_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def recording_finish(self):  # noqa: ANN001, ANN202
+    def recording_finish(self):
         record["parameters"] = {f"g.{k}": v.detach().clone() for k, v in self.model.named_parameters()}
         if self.update.disc_raw is not None:
             record["parameters"].update(

@@ -23,7 +23,7 @@ from vqcnir.inference import PADDINGS
 from vqcnir.losses import AdversarialKind
 from vqcnir.perceptual.weights import NETS
 
-from .options import OptionsError, apply_overrides, load_yaml, valid_keys
+from .options import apply_overrides, load_yaml, valid_keys
 from .runtime import check_device
 
 DATASET_TYPES = ("demo", "lolblur", "paired", "synthetic")
@@ -96,7 +96,7 @@ def _network_g_options() -> type:
     hints = typing.get_type_hints(VQCNIRConfig)
     overrides = [(f.name, hints[f.name] | None, field(default=None)) for f in dataclasses.fields(VQCNIRConfig)]
 
-    def __post_init__(self: Any) -> None:  # noqa: N807 - the dataclass hook
+    def __post_init__(self: Any) -> None:
         VQCNIRConfig.preset(self.preset)  # raises on an unknown name
         self.model_config()  # raises on a field of the wrong type, or sizes that do not fit together
 
@@ -293,7 +293,8 @@ def parse_recipe_args(argv: list[str] | None, default_config: str, description: 
         nargs="?",
         const="auto",
         default=None,
-        help="resume from a checkpoint or experiment folder (no value: this experiment's latest checkpoint)",
+        help="resume from a checkpoint or experiment folder (no value: this experiment's latest checkpoint); "
+        "options given with it take effect, except those the checkpoint fixes (networks, seed, training data)",
     )
     args, rest = parser.parse_known_args(argv)
     bad = [item for item in rest if not item.startswith("--") or "=" not in item]
@@ -308,6 +309,6 @@ def parse_recipe_args(argv: list[str] | None, default_config: str, description: 
             resolved = os.path.join(os.path.dirname(os.path.abspath(args.config)), stage1)
             options = apply_overrides(options, [f"path.stage1_config={resolved}"])
         check_device(options.device)
-    except (OptionsError, ValueError) as error:
+    except ValueError as error:  # an OptionsError, or a device this machine does not have
         parser.error(str(error))
     return options
