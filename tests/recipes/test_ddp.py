@@ -19,6 +19,8 @@ from vqcnir.training.state import find_checkpoint, load_training_state
 
 pytestmark = pytest.mark.skipif(not os.path.isfile(TORCHRUN), reason="torchrun is not installed beside this python")
 DRIVER = os.path.join(os.path.dirname(__file__), "ddp_driver.py")
+# The GAN stays on (its discriminator is DDP-wrapped too); LPIPS is left out: loading VGG16 per process is slow.
+LOSSES = {"perceptual_weight": 0.0, "adversarial_weight": 0.1}
 
 
 def torchrun_two(recipe: str, tmp: str, record: str, *args: str, die_at: int = 0) -> subprocess.CompletedProcess:
@@ -54,7 +56,7 @@ def check_two_ranks(proc: subprocess.CompletedProcess, tmp: str, record: str, na
 def stage1(tmp_path_factory) -> tuple[str, subprocess.CompletedProcess]:
     """A 4-iteration two-process stage-1 run (dead-code restarts on: rank 0's codebook is broadcast)."""
     tmp = str(tmp_path_factory.mktemp("ddp_stage1"))
-    config = tiny_recipe(tmp, "s1", train={"total_iter": 4, "codebook_restart": 2})
+    config = tiny_recipe(tmp, "s1", train={"total_iter": 4, "codebook_restart": 2, "losses": LOSSES})
     return tmp, torchrun_two("train_vqgan", tmp, "straight", "--config", config)
 
 
@@ -66,7 +68,7 @@ def test_stage1_on_two_ranks(stage1):
 def crash_then_resume(recipe: str, tmp: str, name: str, straight: str, sections: dict) -> None:
     """Rank 1 dies at iteration 3 (after the checkpoint of iteration 2): the run stops, not hangs; resuming
     on two ranks logs the same losses and ends with the same weights as the straight run ``straight``."""
-    config = tiny_recipe(tmp, name, train={"total_iter": 4, **sections.pop("train", {})}, **sections)
+    config = tiny_recipe(tmp, name, train={"total_iter": 4, "losses": LOSSES, **sections.pop("train", {})}, **sections)
     start = time.monotonic()
     crashed = torchrun_two(recipe, tmp, "crashed", "--config", config, die_at=3)
     assert crashed.returncode != 0 and time.monotonic() - start < 120
@@ -98,7 +100,7 @@ def test_stage1_crash_and_exact_resume_on_two_ranks(stage1):
 def stage2(stage1) -> tuple[str, subprocess.CompletedProcess]:
     tmp, _ = stage1
     path = {"pretrain_network_hq": os.path.join(tmp, "experiments", "s1", "best")}
-    config = tiny_recipe(tmp, "s2", path=path, train={"total_iter": 4})
+    config = tiny_recipe(tmp, "s2", path=path, train={"total_iter": 4, "losses": LOSSES})
     return tmp, torchrun_two("train_vqcnir", tmp, "straight2", "--config", config)
 
 
