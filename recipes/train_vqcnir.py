@@ -6,9 +6,10 @@
     torchrun --nproc_per_node=4 recipes/train_vqcnir.py --config ...     # DDP
     python recipes/train_vqcnir.py --config ... --resume                 # continue the latest checkpoint
 
-The stage-1 VQGAN (``path.pretrain_network_hq``, or trained first from ``path.stage1_config``) gives the
-encoder, codebook and decoder G; the codebook, post-quant conv, decoder G and RGB head are frozen. The
-frozen stage-1 model also turns each ground truth into code indices, the targets of code alignment.
+The stage-1 VQGAN (``path.pretrain_network_hq``, or trained first from ``path.stage1_config`` by
+vqcnir.training.stage1.stage1_model) gives the encoder, codebook and decoder G; the codebook, post-quant
+conv, decoder G and RGB head are frozen. The frozen stage-1 model also turns each ground truth into code
+indices, the targets of code alignment.
 Objective: 1 * L1 + 1 * code alignment + 1 * LPIPS-VGG + 0.1 * hinge GAN (PatchGAN).
 """
 
@@ -18,51 +19,29 @@ import functools
 import os
 import sys
 
-from vqcnir.checkpoint import load_weights, read_config
 from vqcnir.model import VQCNIR
-from vqcnir.training.config import RecipeOptions, parse_recipe_args
+from vqcnir.training.config import parse_recipe_args
 from vqcnir.training.data import build_dataset
 from vqcnir.training.evaluation import validator
-from vqcnir.training.options import load_yaml
 from vqcnir.training.runtime import (
     autocast,
-    exit_code,
+    run_recipe,
     seed_everything,
     set_requires_grad,
     setup_runtime,
     wrap_model,
 )
 from vqcnir.training.session import TrainingSession
+from vqcnir.training.stage1 import load_stage1_prior, stage1_model
 from vqcnir.training.update import GANUpdate
-from vqcnir.vqgan import VQGAN
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "vqcnir_demo.yaml")
-
-
-def stage1_checkpoint(options: RecipeOptions) -> str | None:
-    """The stage-1 model folder; trains stage 1 first (recipes/train_vqgan.py) when the recipe names a
-    stage-1 config whose run has not finished. None when that run was interrupted."""
-    if options.path.pretrain_network_hq:
-        return options.path.pretrain_network_hq
-    if not options.path.stage1_config:
-        raise ValueError("set path.pretrain_network_hq (a stage-1 model folder) or path.stage1_config")
-    overrides = [f"--path.experiments_root={options.path.experiments_root}"]
-    overrides += [f"--{item.lstrip('-')}" for item in options.path.stage1_overrides]
-    stage1 = load_yaml(type(options), options.path.stage1_config, overrides)
-    if not os.path.isdir(os.path.join(stage1.experiment_dir, "final")):
-        import train_vqgan  # the sibling recipe (this folder is on sys.path when run as a script)
-
-        print(f"stage 1 first: {options.path.stage1_config} -> {stage1.experiment_dir}", flush=True)
-        result = train_vqgan.main(["--config", options.path.stage1_config, *overrides, "--path.resume_state=auto"])
-        if result["interrupted"]:
-            return None
-    return os.path.join(stage1.experiment_dir, "best")
 
 
 def main(argv: list[str] | None = None) -> dict:
     # ---------------------------------------------------------------------------------- config, setup
     options = parse_recipe_args(argv, DEFAULT_CONFIG, "Stage 2 of VQCNIR: night image restoration.")
-    hq_path = stage1_checkpoint(options)
+    hq_path = stage1_model(options)  # path.pretrain_network_hq, or stage 1 trained first (path.stage1_config)
     if hq_path is None:
         return {"metrics": {}, "interrupted": True, "iteration": 0, "directory": options.experiment_dir}
     runtime = setup_runtime(options.device)
@@ -75,10 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ----------------------------------------------------------------------------------------- models
     model_config = options.network_g.model_config()
-    kind, hq_config = read_config(hq_path)
-    if kind != "VQGAN" or hq_config != model_config:
-        raise ValueError(f"{hq_path} holds a {kind} with {hq_config}, expected a stage-1 VQGAN with {model_config}")
-    prior = load_weights(VQGAN(model_config), hq_path).to(runtime.device).eval()  # gives the gt code indices
+    prior = load_stage1_prior(hq_path, model_config).to(runtime.device).eval()  # gives the gt code indices
     set_requires_grad(prior, False)
     model = VQCNIR(model_config)
     model.load_stage1(prior)
@@ -118,4 +94,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(exit_code(main()))
+    sys.exit(run_recipe(main))

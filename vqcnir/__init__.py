@@ -5,7 +5,8 @@ restorer (:class:`VQCNIR`) maps dark, blurred photos onto that prior. Layers and
 ``vqcnir_ops``.
 """
 
-from vqcnir.checkpoint import load_pretrained, save_pretrained
+from vqcnir._version import __version__
+from vqcnir.checkpoint import CheckpointError, load_pretrained, save_pretrained
 from vqcnir.config import VQCNIRConfig
 from vqcnir.model import VQCNIR, VQCNIROutput
 from vqcnir.official import convert_official_state_dict, load_official_checkpoint
@@ -13,6 +14,7 @@ from vqcnir.vqgan import VQGAN, VQGANOutput
 
 __all__ = [
     "VQCNIR",
+    "CheckpointError",
     "VQGAN",
     "VQCNIRConfig",
     "VQCNIROutput",
@@ -21,4 +23,5 @@ __all__ = [
     "load_official_checkpoint",
     "load_pretrained",
     "save_pretrained",
+    "__version__",
 ]

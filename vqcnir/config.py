@@ -6,8 +6,12 @@ the 1/8-resolution latent where the codebook lives.
 
 from __future__ import annotations
 
+import math
+import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+_LEVELS = 4  # resolution levels 1, 2, 4, 8
 
 
 @dataclass(frozen=True)
@@ -41,11 +45,8 @@ class VQCNIRConfig:
     norm_groups: int = 32
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "encoder_channels", tuple(self.encoder_channels))
-        object.__setattr__(self, "decoder_channels", tuple(self.decoder_channels))
-        object.__setattr__(self, "attention_heads", tuple(self.attention_heads))
-        if len(self.encoder_channels) != 4 or len(self.decoder_channels) != 4 or len(self.attention_heads) != 4:
-            raise ValueError("encoder_channels, decoder_channels and attention_heads need one entry per level (4)")
+        for name, kind in typing.get_type_hints(type(self)).items():
+            object.__setattr__(self, name, _checked(name, getattr(self, name), kind))
         if self.encoder_channels[-1] != self.decoder_channels[0]:
             raise ValueError(
                 f"encoder_channels[-1] ({self.encoder_channels[-1]}) must equal decoder_channels[0] "
@@ -79,18 +80,42 @@ class VQCNIRConfig:
 
     @classmethod
     def preset(cls, name: str) -> VQCNIRConfig:
+        """The preset called ``name`` (``"paper"`` or ``"tiny"``)."""
         presets = {"paper": cls.paper, "tiny": cls.tiny}
         if name not in presets:
             raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(presets)}")
         return presets[name]()
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (tuples as lists)."""
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> VQCNIRConfig:
+        """Inverse of :meth:`to_dict`; missing keys take the defaults, unknown keys raise ValueError."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown model config keys {unknown}; expected a subset of {sorted(known)}")
         return cls(**values)
+
+
+def _checked(name: str, value: Any, kind: Any) -> Any:
+    """``value`` as the field's type (int >= 1 / float >= 0 / tuple of 4 ints >= 1); ValueError naming the field."""
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"model config field '{name}' must be a finite number >= 0, got {value!r}")
+        return float(value)
+    if kind is int:
+        low = 0 if name == "num_aiem" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"model config field '{name}' must be an integer >= {low}, got {value!r}")
+        return value
+    items = tuple(value) if isinstance(value, (list, tuple)) else None
+    if (
+        items is None
+        or len(items) != _LEVELS
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items)
+    ):
+        raise ValueError(f"model config field '{name}' must be {_LEVELS} integers >= 1 (one per level), got {value!r}")
+    return items

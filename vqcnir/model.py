@@ -31,7 +31,7 @@ class VQCNIROutput(NamedTuple):
 
 class VQCNIR(VQGAN):
     """The stage-2 model. Same attribute names as :class:`VQGAN`, plus ``encoder.enhance`` (AIEM blocks)
-    and ``decoder_d``.
+    and ``decoder_d``. ``backend`` forces the ``vqcnir_ops`` backend of every op (default: automatic).
 
     Example:
         >>> model = VQCNIR(VQCNIRConfig.tiny()).eval()
@@ -44,8 +44,7 @@ class VQCNIR(VQGAN):
         enhance = nn.Sequential(
             *(AIEM(channels, config.aiem_split, config.aiem_curves, backend=backend) for _ in range(config.num_aiem))
         )
-        super().__init__(config, enhance=enhance)
-        self.quantizer.backend = backend
+        super().__init__(config, enhance=enhance, backend=backend)
         self.decoder_d = MainDecoder(config, backend=backend)
 
     def forward(self, lq: torch.Tensor, gt_indices: torch.Tensor | None = None) -> VQCNIROutput:  # type: ignore[override]

@@ -26,11 +26,13 @@ parts that inference does not use), and every parameter of ours is filled with a
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Mapping
 
 import torch
 
+from vqcnir.checkpoint import CheckpointError
 from vqcnir.config import VQCNIRConfig
 from vqcnir.model import VQCNIR
 from vqcnir_ops import convert_official_aiem_blocks
@@ -95,7 +97,9 @@ def load_official_checkpoint(
 ) -> VQCNIR:
     """Build VQCNIR (``paper`` config by default) with the authors' weights, in eval mode.
 
-    The file is read with ``torch.load(weights_only=True)`` (tensors only, no arbitrary code).
+    The file is read with ``torch.load(weights_only=True)`` (tensors only, no arbitrary code). A file that
+    is empty, damaged, not a PyTorch file, or holds anything but tensors raises :class:`CheckpointError`
+    naming it.
 
     Example:
         >>> model = load_official_checkpoint("VQCNIR_LOLBlur_G.pth")  # doctest: +SKIP
@@ -103,10 +107,19 @@ def load_official_checkpoint(
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"argument 'path': no file at {os.fspath(path)!r}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, pickle.UnpicklingError, RuntimeError, ValueError, OSError) as error:
+        reason = "the file is empty" if os.path.getsize(path) == 0 else f"{type(error).__name__}: {error}"
+        raise CheckpointError(
+            f"cannot read {os.fspath(path)!r} as a PyTorch checkpoint ({reason}); expected the authors' "
+            "VQCNIR_LOLBlur_G.pth (a state dict under 'params')"
+        ) from error
     state = checkpoint.get("params", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
-        raise ValueError(f"{os.fspath(path)!r} holds no state dict (expected a dict, with the weights under 'params')")
+        raise CheckpointError(
+            f"{os.fspath(path)!r} holds no state dict (expected a dict, with the weights under 'params')"
+        )
     model = VQCNIR(config or VQCNIRConfig.paper(), backend=backend)
     converted = convert_official_state_dict(state)
     missing, unexpected = model.load_state_dict(converted, strict=False)

@@ -74,6 +74,11 @@ class VQGANOutput(NamedTuple):
 class VQGAN(nn.Module):
     """The stage-1 model, trained on clean well-lit images.
 
+    Args:
+        config: the network's sizes.
+        enhance: stage 2's AIEM stack, run on the encoder's level-8 feature (None in stage 1).
+        backend: ``vqcnir_ops`` backend of the nearest-code lookup (default: automatic).
+
     Example:
         >>> model = VQGAN(VQCNIRConfig.tiny())
         >>> out = model(torch.rand(1, 3, 64, 64))
@@ -81,12 +86,14 @@ class VQGAN(nn.Module):
         (torch.Size([1, 3, 64, 64]), torch.Size([1, 8, 8]))
     """
 
-    def __init__(self, config: VQCNIRConfig, enhance: nn.Module | None = None) -> None:
+    def __init__(self, config: VQCNIRConfig, enhance: nn.Module | None = None, backend: str | None = None) -> None:
         super().__init__()
+        if not isinstance(config, VQCNIRConfig):
+            raise TypeError(f"argument 'config' must be a VQCNIRConfig, got {type(config).__name__}")
         self.config = config
         self.encoder = Encoder(config, enhance)
         self.quant_conv = nn.Conv2d(config.encoder_channels[-1], config.code_dim, 1)
-        self.quantizer = VectorQuantizer(config.codebook_size, config.code_dim, beta=config.beta)
+        self.quantizer = VectorQuantizer(config.codebook_size, config.code_dim, beta=config.beta, backend=backend)
         self.post_quant_conv = nn.Conv2d(config.code_dim, config.decoder_channels[0], 3, padding=1)
         self.decoder_g = CodebookDecoder(config)
         self.to_rgb = nn.Conv2d(config.decoder_channels[-1], config.in_channels, 3, padding=1)

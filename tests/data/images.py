@@ -33,8 +33,3 @@ def coordinate_image(height: int, width: int) -> np.ndarray:
     """uint16-free position code: channel 0 = row, channel 1 = column, channel 2 = 7 (sizes < 256)."""
     rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     return np.stack([rows, cols, np.full_like(rows, 7)], axis=-1).astype(np.uint8)
-
-
-def as_uint8(tensor) -> np.ndarray:
-    """``[..., 3, H, W]`` float tensor in [0, 1] -> ``[..., H, W, 3]`` uint8 array."""
-    return (tensor * 255).round().byte().movedim(-3, -1).numpy()

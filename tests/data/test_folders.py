@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tests.data.images import as_uint8, random_rgb, write, write_corrupt
+from tests.data.images import random_rgb, write, write_corrupt
 from vqcnir.data import (
     ImageFolderDataset,
     PairedFolderDataset,
@@ -18,6 +18,7 @@ from vqcnir.data import (
     pair_by_relative_path,
     read_rgb,
 )
+from vqcnir.io import to_uint8
 
 
 def _pairs(root, names, rng):
@@ -40,8 +41,8 @@ def test_pairs_by_relative_path_sorted_not_listing_order(tmp_path):
     for i, name in enumerate(sorted(names)):
         sample = ds[i]
         assert sample["lq_path"].endswith(f"lq/{name}.png") and sample["gt_path"].endswith(f"gt/{name}.png")
-        np.testing.assert_array_equal(as_uint8(sample["gt"]), gts[name])
-        np.testing.assert_array_equal(as_uint8(sample["lq"]), 255 - gts[name])
+        np.testing.assert_array_equal(to_uint8(sample["gt"]), gts[name])
+        np.testing.assert_array_equal(to_uint8(sample["lq"]), 255 - gts[name])
         assert sample["lq"].dtype == torch.float32 and sample["lq"].shape == (3, 24, 32)
 
 
@@ -158,5 +159,5 @@ def test_dataloader_workers_report_skips_to_main_process(tmp_path, context):
         warnings.simplefilter("ignore", UnreadableImageWarning)
         (batch,) = list(loader)
     assert batch["lq"].shape == (7, 3, 24, 32)
-    np.testing.assert_array_equal(as_uint8(batch["lq"]), 255 - as_uint8(batch["gt"]))
+    np.testing.assert_array_equal(to_uint8(batch["lq"]), 255 - to_uint8(batch["gt"]))
     assert ds.num_skipped == 1 and ds.skipped_paths[0].endswith("03x.png")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.data.images import as_uint8, write
+from tests.data.images import write
 from vqcnir.data import LOLBLUR_FOLDERS, AugmentConfig, LOLBlurDataset, RealLOLBlurDataset
+from vqcnir.io import to_uint8
 
 # one grey level per folder, so a sample shows which folders were paired
 LEVEL = {folder: 20 * (i + 1) for i, folder in enumerate(LOLBLUR_FOLDERS)}
@@ -32,7 +33,7 @@ def test_default_pairs_low_blur_noise_with_high_sharp_scaled(lolblur):
     for sample in (ds[i] for i in range(len(ds))):
         assert "low_blur_noise" in sample["lq_path"] and "high_sharp_scaled" in sample["gt_path"]
         assert sample["lq_path"].split("low_blur_noise")[1] == sample["gt_path"].split("high_sharp_scaled")[1]
-        lq, gt = as_uint8(sample["lq"]), as_uint8(sample["gt"])
+        lq, gt = to_uint8(sample["lq"]), to_uint8(sample["gt"])
         assert int(lq[0, 0, 0]) - LEVEL["low_blur_noise"] == int(gt[0, 0, 0]) - LEVEL["high_sharp_scaled"]
 
 
@@ -43,8 +44,8 @@ def test_folders_are_configurable_and_augmented(lolblur):
     sample = ds[2]
     assert len(ds) == 3 and sample["lq"].shape == (3, 16, 16)
     assert (
-        as_uint8(sample["lq"])[0, 0, 0] - LEVEL["low_blur"]
-        == as_uint8(sample["gt"])[0, 0, 0] - LEVEL["high_sharp_original"]
+        to_uint8(sample["lq"])[0, 0, 0] - LEVEL["low_blur"]
+        == to_uint8(sample["gt"])[0, 0, 0] - LEVEL["high_sharp_original"]
     )
 
 

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tests.data.images import random_rgb, write, write_corrupt
+from vqcnir import io
 from vqcnir.data import (
     AugmentConfig,
     PairedFolderDataset,
@@ -95,3 +96,58 @@ def test_demo_set_names_the_missing_package(monkeypatch, tmp_path):
     monkeypatch.setattr(demo_module, "_package_data_dir", lambda package: None)
     with pytest.raises(ImportError, match="pip install scikit-image"):
         build_demo_set(str(tmp_path))
+
+
+@pytest.fixture
+def fake_sources(tmp_path, monkeypatch):
+    """Small generated stand-ins for the bundled photos; returns a setter choosing which are 'installed'."""
+    rng = np.random.default_rng(7)
+    photos = {
+        name: write(tmp_path / "photos" / name, random_rgb(rng, 40, 56))
+        for name in ("chelsea.png", "astronaut.png", "kodim23.png")
+    }
+
+    def install(*names):
+        found = [("sporco" if n.startswith("kodim") else "skimage", n, photos[n]) for n in names]
+        monkeypatch.setattr(demo_module, "available_sources", lambda: found)
+
+    return install
+
+
+def test_demo_sets_of_different_photos_never_touch_each_other(tmp_path, fake_sources):
+    """With and without SPORCO (different photos), each environment has its own folder, left intact."""
+    cache = str(tmp_path / "cache")
+    fake_sources("chelsea.png", "astronaut.png")
+    without = build_demo_set(cache, tile=16)
+    files = {
+        name: os.path.getmtime(os.path.join(without.train, "lq", name)) for name in os.listdir(without.train + "/lq")
+    }
+    fake_sources("chelsea.png", "astronaut.png", "kodim23.png")
+    with_sporco = build_demo_set(cache, tile=16)
+    assert with_sporco.root != without.root and with_sporco.num_train == 2 * without.num_train == 8
+    fake_sources("chelsea.png", "astronaut.png")
+    assert build_demo_set(cache, tile=16) == without  # reused
+    assert {n: os.path.getmtime(os.path.join(without.train, "lq", n)) for n in files} == files
+    assert sorted(os.listdir(cache)) == sorted(os.path.basename(s.root) for s in (without, with_sporco))
+
+
+def test_a_set_published_by_another_process_first_wins_and_dead_builds_are_cleared(tmp_path, fake_sources, monkeypatch):
+    cache = tmp_path / "cache"
+    dead = cache / f"{io.STAGING_PREFIX}killed"  # a build killed by SIGKILL: its lock is held by nobody
+    dead.mkdir(parents=True)
+    (dead / io.LOCK_NAME).touch()
+    fake_sources("chelsea.png", "astronaut.png")
+    original = demo_module._write_demo_set
+    other: dict = {}
+
+    def racing(folder, *args):  # while this build runs, another process builds and publishes the same set
+        if not other:
+            monkeypatch.setattr(demo_module, "_write_demo_set", original)
+            other["set"] = build_demo_set(str(cache), tile=16)
+            other["files"] = sorted(os.listdir(os.path.join(other["set"].train, "gt")))
+        return original(folder, *args)
+
+    monkeypatch.setattr(demo_module, "_write_demo_set", racing)
+    demo = build_demo_set(str(cache), tile=16)
+    assert demo == other["set"] and sorted(os.listdir(os.path.join(demo.train, "gt"))) == other["files"]
+    assert os.listdir(cache) == [os.path.basename(demo.root)]  # our staging copy and the dead one are gone

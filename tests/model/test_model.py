@@ -143,3 +143,83 @@ def test_whole_model_under_torch_compile():
     image = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(compiled(image).image, model(image).image, rtol=1e-5, atol=1e-5)
+
+
+def test_config_json_carries_format_and_library_version_and_older_files_load(tmp_path):
+    import json
+
+    import vqcnir
+    from vqcnir.checkpoint import CONFIG_NAME, FORMAT_VERSION
+
+    model = _tiny().eval()
+    save_pretrained(model, str(tmp_path))
+    config_path = tmp_path / CONFIG_NAME
+    payload = json.loads(config_path.read_text())
+    assert payload["format_version"] == FORMAT_VERSION and payload["library_version"] == vqcnir.__version__
+    del payload["format_version"], payload["library_version"]  # a folder saved before versions existed
+    config_path.write_text(json.dumps(payload))
+    assert isinstance(load_pretrained(str(tmp_path)), VQCNIR)
+    payload["format_version"], payload["library_version"] = FORMAT_VERSION + 1, "9.0"
+    config_path.write_text(json.dumps(payload))
+    with pytest.raises(
+        vqcnir.CheckpointError, match=r"config.json: checkpoint format 2 \(written by vqcnir 9.0\) is newer"
+    ):
+        load_pretrained(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "config.json").write_text('{"model": "VQCNIR", "config": {'), r"config.json: not valid JSON"),
+        (lambda d: (d / "config.json").write_text("[1, 2]"), "config.json: expected a JSON object"),
+        (
+            lambda d: (d / "config.json").write_text('{"model": "VQCNIR", "config": {"norm_groups": "8"}}'),
+            r"config.json: invalid model config: model config field 'norm_groups' must be an integer >= 1, got '8'",
+        ),
+        (
+            lambda d: (d / "config.json").write_text('{"model": "VQCNIR", "config": {"encoder_channels": [8, 8]}}'),
+            "field 'encoder_channels' must be 4 integers",
+        ),
+        (lambda d: (d / "config.json").write_text('{"model": "Unet", "config": {}}'), "unknown model class 'Unet'"),
+        (
+            lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:-100]),
+            r"model.safetensors: cannot read the weights .*truncated",
+        ),
+    ],
+)
+def test_model_folder_problems_name_the_file(tmp_path, damage, message):
+    from vqcnir import CheckpointError
+
+    save_pretrained(VQGAN(TINY), str(tmp_path))
+    damage(tmp_path)
+    with pytest.raises(CheckpointError, match=message):
+        load_pretrained(str(tmp_path))
+
+
+def test_wrong_config_values_are_named():
+    with pytest.raises(ValueError, match="field 'beta' must be a finite number >= 0, got nan"):
+        VQCNIRConfig(beta=float("nan"))
+    with pytest.raises(ValueError, match="field 'in_channels' must be an integer >= 1, got True"):
+        VQCNIRConfig(in_channels=True)
+    with pytest.raises(TypeError, match="'config' must be a VQCNIRConfig"):
+        VQGAN({"preset": "tiny"})
+
+
+def test_vqgan_takes_the_backend_and_load_pretrained_keeps_it(tmp_path):
+    assert VQGAN(TINY, backend="reference").quantizer.backend == "reference"
+    save_pretrained(VQGAN(TINY), str(tmp_path / "s1"))
+    save_pretrained(_tiny(), str(tmp_path / "s2"))
+    for folder in ("s1", "s2"):
+        assert load_pretrained(str(tmp_path / folder), backend="reference").quantizer.backend == "reference"
+
+
+@pytest.mark.parametrize(("content", "reason"), [(b"", "the file is empty"), (b"not a pickle", "UnpicklingError")])
+def test_unreadable_official_checkpoint_names_the_file(tmp_path, content, reason):
+    from vqcnir import CheckpointError
+
+    path = tmp_path / "VQCNIR_LOLBlur_G.pth"
+    path.write_bytes(content)
+    with pytest.raises(
+        CheckpointError, match=rf"cannot read '.*VQCNIR_LOLBlur_G.pth' as a PyTorch checkpoint \({reason}"
+    ):
+        load_official_checkpoint(path, config=TINY)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from vqcnir import VQCNIR, VQCNIRConfig, save_pretrained
+from vqcnir.io import to_uint8
 
 
 def save_tiny_model(directory: str, monkeypatch=None) -> torch.nn.Module:
@@ -27,4 +28,4 @@ def whole_image_output(
     """The model's own output for an ``[H, W, 3]`` uint8 image, as 8-bit ``[H, W, 3]``."""
     image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
     out = model.restore(image, padding=padding, tile=tile, overlap=overlap)
-    return (out[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    return to_uint8(out[0])

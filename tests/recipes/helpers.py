@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
-import subprocess
 import sys
 from types import ModuleType
 
@@ -19,8 +18,6 @@ RECIPES = os.path.join(os.path.dirname(__file__), "..", "..", "recipes")
 def load_recipe(name: str) -> ModuleType:
     """Import ``recipes/<name>.py`` as a module (the recipes folder is not a package)."""
     path = os.path.abspath(os.path.join(RECIPES, f"{name}.py"))
-    if os.path.dirname(path) not in sys.path:
-        sys.path.insert(0, os.path.dirname(path))  # train_vqcnir imports train_vqgan for the demo chain
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -107,11 +104,3 @@ def logged_values(experiment: str, prefix: str = "train/") -> dict[tuple[int, st
 
 
 TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
-
-
-def torchrun_one_process(recipe: str, config: str) -> subprocess.CompletedProcess:
-    """Run ``recipes/<recipe>.py --config <config>`` under ``torchrun --nproc_per_node=1`` (DDP, gloo)."""
-    script = os.path.abspath(os.path.join(RECIPES, f"{recipe}.py"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [TORCHRUN, "--standalone", "--nproc_per_node=1", script, "--config", config]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)

@@ -99,3 +99,21 @@ def test_dead_codes_move_onto_latents_and_usage_is_checkpointed():
     assert quantizer.usage_counts.sum() == 0
     assert quantizer(latent).indices.unique().numel() > 4
     assert "quantizer.usage_counts" not in model.state_dict()  # so the session saves it with the state
+
+
+def test_checkpoints_and_model_folders_follow_the_umask(tmp_path):
+    """A shared experiment folder must be readable by others under the usual umask 022 (not 0600 / 0700)."""
+    previous = os.umask(0o022)
+    try:
+        path = ckpt.save_checkpoint(str(tmp_path / "checkpoints"), 1, _model(0), _state(1), "x: 1\n")
+    finally:
+        os.umask(previous)
+    modes = {
+        os.path.relpath(os.path.join(folder, name), tmp_path): os.stat(os.path.join(folder, name)).st_mode & 0o777
+        for folder, dirs, files in os.walk(tmp_path)
+        for name in dirs + files
+    }
+    expected = {"checkpoints", os.path.relpath(path, tmp_path)}
+    assert {name for name, mode in modes.items() if mode == 0o755} == expected
+    assert all(mode == 0o644 for name, mode in modes.items() if name not in expected), modes
+    assert sorted(os.listdir(path)) == ["config.json", "model.safetensors", "options.yaml", "training_state.pt"]

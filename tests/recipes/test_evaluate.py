@@ -41,7 +41,7 @@ def _read_csv(path):
         return list(csv.DictReader(handle))
 
 
-def _evaluate_pairs(root, *extra):
+def _score_folders(root, *extra):
     """Run the CLI on ROOT/restored vs ROOT/gt into ROOT/eval; returns the output folder."""
     out = root / "eval"
     main(["--restored", str(root / "restored"), "--gt", str(root / "gt"), "--out", str(out), "--quiet", *extra])
@@ -50,7 +50,7 @@ def _evaluate_pairs(root, *extra):
 
 def test_paired_metrics_csv_and_summary(tmp_path, capsys):
     expected = _pairs(tmp_path, np.random.default_rng(0))
-    out = _evaluate_pairs(tmp_path, "--lpips", "none")
+    out = _score_folders(tmp_path, "--lpips", "none")
     rows = _read_csv(out / "metrics.csv")
     assert [r["image"] for r in rows] == ["b.png", "video/0001.png"]  # sorted by relative path
     assert list(rows[0]) == ["image", "psnr", "ssim"]
@@ -69,7 +69,7 @@ def test_paired_metrics_csv_and_summary(tmp_path, capsys):
 
 def test_rgb_ssim_crop_border_and_niqe_columns(tmp_path):
     _pairs(tmp_path, np.random.default_rng(1))
-    out = _evaluate_pairs(tmp_path, "--lpips", "none", "--ssim-channel", "rgb", "--crop-border", "2")
+    out = _score_folders(tmp_path, "--lpips", "none", "--ssim-channel", "rgb", "--crop-border", "2")
     row = _read_csv(out / "metrics.csv")[0]
     restored, gt = read_rgb(tmp_path / "restored" / "b.bmp"), read_rgb(tmp_path / "gt" / "b.png")
     assert float(row["ssim"]) == pytest.approx(ssim(_t(restored), _t(gt), "rgb", crop_border=2).item(), abs=1e-6)
@@ -78,7 +78,7 @@ def test_rgb_ssim_crop_border_and_niqe_columns(tmp_path):
 @pytest.mark.skipif(not lpips_available(), reason="LPIPS weights (lpips extra) not installed")
 def test_lpips_columns_match_the_lpips_module(tmp_path):
     _pairs(tmp_path, np.random.default_rng(2), size=64)  # AlexNet needs at least ~ 64 px
-    out = _evaluate_pairs(tmp_path)
+    out = _score_folders(tmp_path)
     row = _read_csv(out / "metrics.csv")[0]
     assert list(row) == ["image", "psnr", "ssim", "lpips_alexnet", "lpips_vgg16"]
     restored, gt = (_t(read_rgb(p)).float() / 255 for p in (tmp_path / "restored" / "b.bmp", tmp_path / "gt" / "b.png"))
@@ -156,3 +156,12 @@ def test_unmatched_files_and_size_mismatch_are_errors(tmp_path, monkeypatch, cap
     with pytest.raises(SystemExit):
         main(["--restored", str(tmp_path / "restored"), "--gt", str(tmp_path / "gt"), "--lpips", "none", "--quiet"])
     assert "differs from its target" in capsys.readouterr().err
+
+
+def test_out_must_be_a_folder_not_a_file(tmp_path, capsys):
+    _pairs(tmp_path, np.random.default_rng(5))
+    (tmp_path / "eval").write_text("my notes")
+    with pytest.raises(SystemExit):
+        _score_folders(tmp_path, "--lpips", "none")
+    assert "argument --out: " in (error := capsys.readouterr().err) and "is a file; give a folder" in error
+    assert (tmp_path / "eval").read_text() == "my notes"

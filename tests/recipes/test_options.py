@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -47,6 +48,21 @@ def test_overrides_are_typed_by_the_dataclass():
         ("datasets.train.type=imagenet", "must be one of"),
         ("train.total_iter", "must look like --key=value"),
         ("train=3", "unknown option 'train'"),
+        ("train.optim_g.betas=[0.9]", r"in train.optim_g: betas must be two numbers in \[0, 1\).*got \[0.9\]"),
+        ("train.optim_d.betas=[0.9, 0.99, 0.999]", "in train.optim_d: betas must be two numbers"),
+        ("train.optim_g.betas=[0.9, 1.5]", "betas must be two numbers"),
+        ("train.optim_g.lr=nan", "in train.optim_g: lr must be a finite number >= 0, got nan"),
+        ("train.optim_g.lr=-1e-4", "lr must be a finite number >= 0, got -0.0001"),
+        ("train.scheduler.gamma=0", "gamma must be a finite number > 0"),
+        ("val.padding=zeros", r"in val: padding must be one of \('official', 'reflect'\), got 'zeros'"),
+        ("train.losses.gan_type=wgan", r"gan_type must be one of \('hinge', 'non_saturating'\)"),
+        ("train.losses.perceptual_net=resnet", r"perceptual_net must be one of \('vgg16', 'alexnet'\)"),
+        ("train.losses.pixel_weight=-1", "pixel_weight must be a finite number >= 0"),
+        ("network_d.norm=group", "norm must be one of"),
+        ("logger.keep_checkpoints=0", "keep_checkpoints must be >= 1"),
+        ("name=../elsewhere", "name must be a folder name"),
+        ("network_g.norm_groups=5", r"must be divisible by norm_groups \(5\)"),
+        ("network_g.encoder_channels=[8, 8]", "field 'encoder_channels' must be 4 integers"),
     ],
 )
 def test_bad_overrides_are_rejected(override, message):
@@ -99,3 +115,52 @@ def test_valid_keys_are_dotted_leaves():
     keys = valid_keys(RecipeOptions)
     assert "train.optim_g.lr" in keys and "datasets.val.max_images" in keys and "train" not in keys
     assert from_dict(RecipeOptions, {}) == RecipeOptions()
+
+
+def test_network_g_takes_any_model_field_on_top_of_a_preset(tmp_path):
+    from vqcnir import VQCNIRConfig
+
+    path = tmp_path / "n.yaml"
+    path.write_text("network_g: {preset: tiny, codebook_size: 128, beta: 0.5}\n")
+    options = load_yaml(RecipeOptions, str(path), ["network_g.attention_heads=[1, 1, 1, 1]"])
+    expected = VQCNIRConfig(**{**VQCNIRConfig.tiny().to_dict(), "codebook_size": 128, "beta": 0.5})
+    assert options.network_g.model_config() == replace(expected, attention_heads=(1, 1, 1, 1))
+    # the preset decides what is not set, also when it is changed after the fields
+    options = apply_overrides(options, ["network_g.preset=paper"])
+    assert options.network_g.model_config().encoder_channels == VQCNIRConfig.paper().encoder_channels
+    assert options.network_g.model_config().codebook_size == 128
+    path.write_text(dump_yaml(options))
+    assert load_yaml(RecipeOptions, str(path)).network_g.model_config() == options.network_g.model_config()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "train:\n  total_iter: 3\n   lr: 1\n",
+            r"bad.yaml: not valid YAML at line 3, column 6: mapping values are not allowed",
+        ),
+        ("train: [1, 2\n", r"bad.yaml: not valid YAML at line 2"),
+    ],
+)
+def test_yaml_syntax_errors_name_the_line(tmp_path, text, message, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(OptionsError, match=message):
+        load_yaml(RecipeOptions, str(path))
+    with pytest.raises(SystemExit):
+        parse_recipe_args(["--config", str(path)], str(path), "test")
+    assert "not valid YAML" in capsys.readouterr().err
+    with pytest.raises(OptionsError, match="cannot read the config file .*missing.yaml"):
+        load_yaml(RecipeOptions, str(tmp_path / "missing.yaml"))
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_runs(capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = os.path.join(CONFIGS, "vqgan_demo.yaml")
+    for device, message in [("cuda", "cannot use CUDA; use --device=cpu"), ("tpu", "must be 'auto', 'cpu', 'cuda'")]:
+        with pytest.raises(SystemExit):
+            parse_recipe_args(["--config", config, f"--device={device}"], config, "test")
+        assert message in capsys.readouterr().err

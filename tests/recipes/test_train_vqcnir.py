@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.recipes.helpers import TORCHRUN, load_recipe, logged_values, tiny_recipe, torchrun_one_process
+from tests.recipes.helpers import load_recipe, logged_values, tiny_recipe
 from vqcnir.checkpoint import read_config
 from vqcnir.training.state import find_checkpoint, load_training_state
 
@@ -71,16 +71,6 @@ def test_needs_a_stage1_model(tmp_path):
     config = tiny_recipe(str(tmp_path), "none")
     with pytest.raises(ValueError, match="pretrain_network_hq"):
         train_vqcnir.main(["--config", config])
-
-
-@pytest.mark.skipif(not os.path.isfile(TORCHRUN), reason="torchrun is not installed beside this python")
-def test_torchrun_one_process_ddp(tmp_path, stage1):
-    """DDP with one process: every trainable parameter of stage 2 must take part (else DDP fails)."""
-    config = tiny_recipe(str(tmp_path), "ddp", path={"pretrain_network_hq": stage1}, train={"total_iter": 2})
-    proc = torchrun_one_process("train_vqcnir", config)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    experiment = os.path.join(tmp_path, "experiments", "ddp")
-    assert load_training_state(find_checkpoint(experiment))["iteration"] == 2
 
 
 @pytest.mark.slow

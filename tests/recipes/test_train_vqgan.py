@@ -1,4 +1,4 @@
-"""Stage-1 recipe on CPU: a smoke run, exact resume, Ctrl-C, and one-process torchrun."""
+"""Stage-1 recipe on CPU: a smoke run, exact resume, Ctrl-C, options changed on resume (DDP: test_ddp.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.recipes.helpers import TORCHRUN, load_recipe, logged_values, tiny_recipe, torchrun_one_process
+from tests.recipes.helpers import load_recipe, logged_values, tiny_recipe
+from vqcnir import io
 from vqcnir.checkpoint import read_config
+from vqcnir.training.runtime import run_recipe
+from vqcnir.training.session import TrainingSession
 from vqcnir.training.state import find_checkpoint, load_training_state
 
 train_vqgan = load_recipe("train_vqgan")
@@ -56,14 +59,14 @@ def test_resume_gives_the_same_losses_and_weights(tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, monkeypatch):
     config = tiny_recipe(str(tmp_path), "interrupted", train={"total_iter": 5}, logger={"save_checkpoint_freq": 0})
-    original = train_vqgan.TrainingSession.after_step
+    original = TrainingSession.after_step
 
     def after_step(self, iteration, values, images):
         original(self, iteration, values, images)
         if iteration == 2:
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
 
-    monkeypatch.setattr(train_vqgan.TrainingSession, "after_step", after_step)
+    monkeypatch.setattr(TrainingSession, "after_step", after_step)
     result = train_vqgan.main(["--config", config])
     assert result["interrupted"] and result["iteration"] == 2
     assert load_training_state(find_checkpoint(result["directory"]))["iteration"] == 2
@@ -79,16 +82,6 @@ def test_explicit_resume_path_must_exist(tmp_path):
         train_vqgan.main(["--config", config, f"--resume={tmp_path / 'nowhere'}"])
 
 
-@pytest.mark.skipif(not os.path.isfile(TORCHRUN), reason="torchrun is not installed beside this python")
-def test_torchrun_one_process_ddp(tmp_path):
-    """The DDP code path (gloo on CPU) with one process: sampler sharding, DDP wrappers, rank-0 saving."""
-    proc = torchrun_one_process("train_vqgan", tiny_recipe(str(tmp_path), "ddp", train={"total_iter": 2}))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    experiment = os.path.join(tmp_path, "experiments", "ddp")
-    assert load_training_state(find_checkpoint(experiment))["iteration"] == 2
-    assert os.path.isfile(os.path.join(experiment, "final", "model.safetensors"))
-
-
 @pytest.mark.slow
 def test_compile_switch(tmp_path):
     losses = {"perceptual_weight": 0.0, "adversarial_weight": 0.1}
@@ -97,3 +90,37 @@ def test_compile_switch(tmp_path):
     assert result["iteration"] == 2 and all(
         torch.isfinite(torch.tensor(v)) for v in logged_values(result["directory"]).values()
     )
+
+
+def test_resume_applies_changed_options_refuses_fixed_ones_and_clears_dead_saves(tmp_path, capsys):
+    config = tiny_recipe(str(tmp_path), "changed", train={"total_iter": 2})  # lr 1e-3, halved at iteration 2
+    experiment = train_vqgan.main(["--config", config])["directory"]
+    checkpoints = os.path.join(experiment, "checkpoints")
+    dead = os.path.join(checkpoints, f"{io.STAGING_PREFIX}killed")  # a save killed by SIGKILL: lock not held
+    os.makedirs(dead)
+    open(os.path.join(dead, io.LOCK_NAME), "w").close()
+    torn = os.path.join(experiment, "best", f"{io.TEMP_PREFIX}0000-model.safetensors")
+    open(torn, "w").close()
+    os.utime(torn, (0, 0))  # written long ago
+    capsys.readouterr()
+
+    train_vqgan.main(["--config", config, "--resume", "--train.total_iter=3", "--train.optim_g.lr=0.5"])
+    assert logged_values(experiment)[(3, "train/lr")] == 0.5 * 0.5  # the new base rate, decayed at iteration 2
+    assert "changed on resume: train.optim_g.lr: 0.001 -> 0.5" in capsys.readouterr().out
+    assert not os.path.exists(dead) and not os.path.exists(torn)
+    saved = load_training_state(find_checkpoint(experiment))["options"]
+    assert saved["train"]["optim_g"]["lr"] == 0.5 and "lr: 0.5" in open(os.path.join(experiment, "options.yaml")).read()
+
+    refused = [
+        "--config",
+        config,
+        "--resume",
+        "--train.total_iter=4",
+        "--network_g.codebook_size=32",
+        "--manual_seed=4",
+    ]
+    assert run_recipe(lambda: train_vqgan.main(refused)) == 2
+    error = capsys.readouterr().err
+    assert "error: cannot resume" in error and "manual_seed: 3 -> 4; network_g.codebook_size: 64 -> 32" in error
+    assert "manual_seed: 3" in open(os.path.join(experiment, "options.yaml")).read()  # left as it was
+    assert load_training_state(find_checkpoint(experiment))["iteration"] == 3

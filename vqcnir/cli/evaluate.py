@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
+import io
 import math
 import os
 import sys
@@ -26,14 +26,15 @@ from collections.abc import Sequence
 import torch
 
 from vqcnir.cli.models import AUTO_OVERLAP, load_model
-from vqcnir.cli.progress import Progress
 from vqcnir.cli.restore import OverwriteError, check_tile_arguments, plan_jobs, restore_all
 from vqcnir.data import UnreadableImageError, list_images, pair_by_relative_path, read_rgb
 from vqcnir.data.folders import read_pair, to_tensor
 from vqcnir.inference import PADDINGS
+from vqcnir.io import write_json, write_text
 from vqcnir.metrics import psnr, ssim
 from vqcnir.niqe import niqe
 from vqcnir.perceptual import LPIPS, LPIPSWeightsNotFoundError
+from vqcnir.progress import Progress
 
 LPIPS_NETS = ("alexnet", "vgg16")
 
@@ -57,7 +58,7 @@ def load_lpips(nets: Sequence[str] | None, device: torch.device) -> dict[str, LP
     return models
 
 
-def evaluate_pairs(
+def score_pairs(
     pairs: Sequence[tuple[str, str]],
     names: Sequence[str],
     ssim_channel: str = "y",
@@ -67,12 +68,13 @@ def evaluate_pairs(
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> list[dict[str, object]]:
-    """One row per ``(restored, target)`` pair: ``image``, ``psnr``, ``ssim``, ``lpips_<net>``, ``niqe``.
+    """One row per ``(restored, target)`` pair of image files: ``image``, ``psnr``, ``ssim``, ``lpips_<net>``,
+    ``niqe``. (Validation during training scores a model instead: :func:`vqcnir.training.evaluation.evaluate_restorer`.)
 
     A pair that cannot be read or whose sizes differ raises: a score over part of a test set is not comparable.
     """
     rows = []
-    with Progress(len(pairs), "evaluating", enabled=progress) as bar:
+    with Progress(len(pairs), "evaluating", unit="img", enabled=progress) as bar:
         for (restored_path, gt_path), name in zip(pairs, names, strict=True):
             restored_np, gt_np = read_pair(restored_path, gt_path)
             restored = to_tensor(restored_np).unsqueeze(0).to(device)
@@ -91,12 +93,12 @@ def evaluate_pairs(
     return rows
 
 
-def evaluate_unpaired(
+def score_images(
     paths: Sequence[str], names: Sequence[str], crop_border: int = 0, progress: bool = True
 ) -> list[dict[str, object]]:
     """NIQE of each image (no targets): rows ``{"image", "niqe"}``."""
     rows = []
-    with Progress(len(paths), "evaluating", enabled=progress) as bar:
+    with Progress(len(paths), "evaluating", unit="img", enabled=progress) as bar:
         for path, name in zip(paths, names, strict=True):
             rows.append({"image": name, "niqe": niqe(read_rgb(path), crop_border=crop_border)})
             bar.update(name)
@@ -119,11 +121,13 @@ def summarize(rows: Sequence[dict[str, object]]) -> dict[str, float]:
 
 
 def write_csv(path: str, rows: Sequence[dict[str, object]]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    """One line per row (floats with 6 decimals), written atomically."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text(path, text.getvalue())
 
 
 def format_summary(summary: dict[str, float], settings: dict[str, object]) -> str:
@@ -185,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.model is None and args.restored is None:
         parser.error("give --restored (a folder of restored images), or --model and --input")
     check_tile_arguments(parser, args.tile, args.overlap)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"argument --out: {args.out!r} is a file; give a folder (metrics.csv and the summary go there)")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     restored_dir = args.restored or os.path.join(args.out, "restored")
     if args.model is not None:
@@ -205,23 +211,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             names = [os.path.relpath(gt, args.gt).replace(os.sep, "/") for _, gt in pairs]
             lpips_models = load_lpips(nets, device)
             settings.update(gt=args.gt, ssim_channel=args.ssim_channel, lpips=",".join(lpips_models) or "none")
-            rows = evaluate_pairs(
+            rows = score_pairs(
                 pairs, names, args.ssim_channel, args.crop_border, lpips_models, args.niqe, device, not args.quiet
             )
         else:
             names = list_images(restored_dir)
             paths = [os.path.join(restored_dir, name) for name in names]
-            rows = evaluate_unpaired(paths, names, args.crop_border, not args.quiet)
+            rows = score_images(paths, names, args.crop_border, not args.quiet)
     except (ValueError, FileNotFoundError, UnreadableImageError) as error:
         parser.error(str(error))
     summary = summarize(rows)
-    os.makedirs(args.out, exist_ok=True)
     write_csv(os.path.join(args.out, "metrics.csv"), rows)
     text = format_summary(summary, settings)
-    with open(os.path.join(args.out, "summary.json"), "w") as handle:
-        json.dump({"summary": summary, "settings": settings}, handle, indent=2)
-    with open(os.path.join(args.out, "summary.txt"), "w") as handle:
-        handle.write(text + "\n")
+    write_json(os.path.join(args.out, "summary.json"), {"summary": summary, "settings": settings})
+    write_text(os.path.join(args.out, "summary.txt"), text + "\n")
     print(text)
     print(f"per-image metrics: {os.path.join(args.out, 'metrics.csv')}")
     return 0

@@ -6,19 +6,26 @@ Waterloo images when SPORCO is installed), never from the network; their licence
 side is two tiles, cut into non-overlapping ``tile`` x ``tile`` tiles, and degraded with
 :func:`~vqcnir.data.degrade.degrade` (blur lengths scaled down for the small tiles). Whole photos are
 held out for the test split, so test tiles show scenes the model never saw.
+
+The cache folder is named after a digest of the set's manifest (tile, seed, degradation parameters and the
+photos found), so environments with different photos (with and without SPORCO) use different folders. A
+set is built in a staging folder and renamed into place in one step; a published set is never modified or
+deleted by vqcnir, so any number of processes can build and read sets at the same time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from vqcnir.io import StagingFolder, remove_stale, write_json
 
 from .degrade import NightBlurParams
 from .io import read_rgb
@@ -117,29 +124,28 @@ def build_demo_set(
     tile: int = 128,
     seed: int = 0,
     params: NightBlurParams = DEMO_PARAMS,
-    rebuild: bool = False,
 ) -> DemoSet:
     """Write (or reuse) the demo night-blur pairs and return where they are.
 
     Args:
         cache_dir: parent folder (default :func:`default_cache_dir`); the set goes in a subfolder named
-            after ``tile`` and ``seed``, reused while its manifest matches.
+            after ``tile``, ``seed`` and a digest of its manifest, reused when it exists.
         tile: tile side in pixels (default 128).
         seed: seed of the degradations (default 0).
         params: degradation parameters (default :data:`DEMO_PARAMS`).
-        rebuild: rebuild even when a matching set exists.
 
     Example:
         >>> demo = build_demo_set()  # doctest: +SKIP
         >>> PairedFolderDataset(f"{demo.train}/lq", f"{demo.train}/gt")  # doctest: +SKIP
     """
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 8:
+        raise ValueError(f"argument 'tile' must be an integer >= 8, got {tile!r}")
     sources = available_sources()
     if OPTIONAL_PACKAGE not in {package for package, _, _ in sources}:
         print(
             f"vqcnir demo set: {PIP_NAMES[OPTIONAL_PACKAGE]} is not installed, using scikit-image's photos only "
             f"(pip install {PIP_NAMES[OPTIONAL_PACKAGE]} adds four Kodak/Waterloo photos)"
         )
-    root = os.path.join(cache_dir or default_cache_dir(), f"demo-nightblur-t{tile}-s{seed}")
     manifest = {
         "format_version": FORMAT_VERSION,
         "tile": tile,
@@ -147,36 +153,45 @@ def build_demo_set(
         "params": params.to_dict(),
         "sources": [filename for _, filename, _ in sources],
     }
-    manifest_path = os.path.join(root, "manifest.json")
-    if not rebuild and os.path.isfile(manifest_path):
-        with open(manifest_path) as handle:
-            saved = json.load(handle)
-        if {k: saved.get(k) for k in manifest} == manifest:
-            return _demo_set(root, saved)
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]
+    parent = cache_dir or default_cache_dir()
+    root = os.path.join(parent, f"demo-nightblur-t{tile}-s{seed}-{digest}")
+    if not os.path.isdir(root):
+        remove_stale(parent)  # staging folders of builds that were killed
+        with StagingFolder(parent) as staging:
+            manifest.update(_write_demo_set(staging.path, sources, tile, seed, params))
+            write_json(os.path.join(staging.path, "manifest.json"), manifest)
+            staging.publish(root)  # False: another process published the same set first; use that one
+    return _demo_set(root, manifest)
 
+
+def _write_demo_set(
+    folder: str, sources: list[tuple[str, str, str]], tile: int, seed: int, params: NightBlurParams
+) -> dict[str, int]:
+    """Tiles of every photo, degraded, as ``folder/{train,test}/{lq,gt}/*.png`` plus the NOTICE."""
     splits: dict[str, list[tuple[str, np.ndarray]]] = {"train": [], "test": []}
     for _, filename, path in sources:
         split = "test" if filename in TEST_PHOTOS else "train"
         stem = os.path.splitext(filename)[0]
         splits[split].extend((f"{stem}_{i:02d}", t) for i, t in enumerate(tile_photo(read_rgb(path), tile)))
-    os.makedirs(os.path.dirname(root) or ".", exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".demo-building-", dir=os.path.dirname(root) or ".")
+    for stream, split in enumerate(("train", "test")):
+        synthesize_pairs(splits[split], os.path.join(folder, split), params, seed, stream=stream)
+    shutil.copyfile(NOTICE_PATH, os.path.join(folder, "NOTICE"))
+    return {"num_train": len(splits["train"]), "num_test": len(splits["test"])}
+
+
+def _demo_set(root: str, expected: dict) -> DemoSet:
+    """The set published at ``root``; ValueError when its manifest is not the ``expected`` one."""
+    path = os.path.join(root, "manifest.json")
     try:
-        for stream, split in enumerate(("train", "test")):
-            synthesize_pairs(splits[split], os.path.join(staging, split), params, seed, stream=stream)
-        shutil.copyfile(NOTICE_PATH, os.path.join(staging, "NOTICE"))
-        manifest.update(num_train=len(splits["train"]), num_test=len(splits["test"]))
-        with open(os.path.join(staging, "manifest.json"), "w") as handle:
-            json.dump(manifest, handle, indent=2)
-        if os.path.isdir(root):
-            shutil.rmtree(root)
-        os.replace(staging, root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return _demo_set(root, manifest)
-
-
-def _demo_set(root: str, manifest: dict) -> DemoSet:
+        with open(path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{path}: cannot read the demo set's manifest ({error}); remove {root} to rebuild it"
+        ) from error
+    if not isinstance(manifest, dict) or any(manifest.get(k) != v for k, v in expected.items()):
+        raise ValueError(f"{root} holds another demo set than its name says (manifest differs): remove it to rebuild")
     return DemoSet(
         root=root,
         train=os.path.join(root, "train"),

@@ -12,7 +12,8 @@ import os
 from collections.abc import Iterable
 
 import numpy as np
-from PIL import Image
+
+from vqcnir.io import write_png
 
 from .augment import AugmentConfig
 from .degrade import NightBlurParams, degrade
@@ -50,11 +51,6 @@ class SyntheticNightBlurDataset(ImageFolderDataset):
         return {"lq": to_tensor(low), "gt": to_tensor(sharp), "lq_path": paths[0], "gt_path": paths[0]}
 
 
-def _save_png(image: np.ndarray, path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(image).save(path, format="PNG")
-
-
 def synthesize_pairs(
     images: Iterable[tuple[str, np.ndarray]],
     out_root: str,
@@ -73,8 +69,8 @@ def synthesize_pairs(
     names = []
     for index, (name, sharp) in enumerate(images):
         low = degrade(sharp, sample_rng(seed, stream, index), params)
-        _save_png(sharp, os.path.join(out_root, "gt", f"{name}.png"))
-        _save_png(low, os.path.join(out_root, "lq", f"{name}.png"))
+        write_png(os.path.join(out_root, "gt", f"{name}.png"), sharp)
+        write_png(os.path.join(out_root, "lq", f"{name}.png"), low)
         names.append(name)
     return names
 

@@ -10,14 +10,52 @@ weights 1 / 1 / 1 / 0.1); ``recipes/configs/*.yaml`` spell them out.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import os
+import typing
 from dataclasses import dataclass, field
+from typing import Any
 
 from vqcnir.config import VQCNIRConfig
+from vqcnir.discriminator import Norm
+from vqcnir.inference import PADDINGS
+from vqcnir.losses import AdversarialKind
+from vqcnir.perceptual.weights import NETS
 
-from .options import OptionsError, apply_overrides, load_yaml, valid_keys
+from .options import apply_overrides, load_yaml, valid_keys
+from .runtime import check_device
 
 DATASET_TYPES = ("demo", "lolblur", "paired", "synthetic")
+
+# Options a checkpoint fixes: other values cannot continue the same run (another network, another data
+# order), so --resume refuses them with the list of differences. Every other option may be changed on
+# --resume and takes effect (optimizer and schedule settings too: see GANUpdate.apply_options).
+RESUME_FIXED = (
+    "manual_seed",
+    "network_g.",
+    "network_d.",
+    "train.optim_g.type",
+    "train.optim_d.type",
+    "datasets.train.type",
+    "datasets.train.split",
+    "datasets.train.lq_folder",
+    "datasets.train.gt_folder",
+    "datasets.train.gt_size",
+    "datasets.train.use_flip",
+    "datasets.train.use_rot",
+    "datasets.train.batch_size_per_gpu",
+)
+
+
+def _check(ok: bool, key: str, expected: str, value: Any) -> None:
+    """ValueError ``"<key> must be <expected>, got <value>"`` unless ``ok``."""
+    if not ok:
+        raise ValueError(f"{key} must be {expected}, got {value!r}")
+
+
+def _finite(value: float, low: float = 0.0) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value >= low
 
 
 @dataclass
@@ -41,10 +79,10 @@ class DatasetOptions:
     max_images: int = 0  # validation: evaluate at most this many images (0 = all)
 
     def __post_init__(self) -> None:
-        if self.type not in DATASET_TYPES:
-            raise ValueError(f"datasets.*.type must be one of {DATASET_TYPES}, got {self.type!r}")
-        if self.batch_size_per_gpu < 1 or self.num_worker_per_gpu < 0 or self.gt_size < 0 or self.max_images < 0:
-            raise ValueError("batch_size_per_gpu must be >= 1; num_worker_per_gpu, gt_size, max_images >= 0")
+        _check(self.type in DATASET_TYPES, "type", f"one of {DATASET_TYPES}", self.type)
+        _check(self.batch_size_per_gpu >= 1, "batch_size_per_gpu", ">= 1", self.batch_size_per_gpu)
+        for name in ("num_worker_per_gpu", "gt_size", "max_images"):
+            _check(getattr(self, name) >= 0, name, ">= 0", getattr(self, name))
 
 
 @dataclass
@@ -53,17 +91,33 @@ class DatasetsOptions:
     val: DatasetOptions = field(default_factory=lambda: DatasetOptions(split="test", gt_size=0, batch_size_per_gpu=1))
 
 
-@dataclass
-class NetworkGOptions:
-    """The generator: a :class:`vqcnir.VQCNIRConfig` preset (``paper`` or ``tiny``)."""
+def _network_g_options() -> type:
+    """``network_g``: a :class:`VQCNIRConfig` preset plus any of its fields on top (None: the preset's value)."""
+    hints = typing.get_type_hints(VQCNIRConfig)
+    overrides = [(f.name, hints[f.name] | None, field(default=None)) for f in dataclasses.fields(VQCNIRConfig)]
 
-    preset: str = "paper"
-
-    def __post_init__(self) -> None:
+    def __post_init__(self: Any) -> None:
         VQCNIRConfig.preset(self.preset)  # raises on an unknown name
+        self.model_config()  # raises on a field of the wrong type, or sizes that do not fit together
 
-    def model_config(self) -> VQCNIRConfig:
-        return VQCNIRConfig.preset(self.preset)
+    def model_config(self: Any) -> VQCNIRConfig:
+        """The preset with the fields that are set replacing its values."""
+        chosen = {f.name: getattr(self, f.name) for f in dataclasses.fields(VQCNIRConfig)}
+        return dataclasses.replace(
+            VQCNIRConfig.preset(self.preset), **{k: v for k, v in chosen.items() if v is not None}
+        )
+
+    doc = (
+        "The generator: a :class:`vqcnir.VQCNIRConfig` preset (``paper`` or ``tiny``) and any of its fields on "
+        "top, e.g. ``network_g: {preset: tiny, codebook_size: 128}`` or ``--network_g.codebook_size=128``."
+    )
+    namespace = {"__post_init__": __post_init__, "model_config": model_config, "__doc__": doc}
+    return dataclasses.make_dataclass(
+        "NetworkGOptions", [("preset", str, field(default="paper")), *overrides], namespace=namespace
+    )
+
+
+NetworkGOptions = _network_g_options()
 
 
 @dataclass
@@ -74,6 +128,11 @@ class NetworkDOptions:
     num_layers: int = 3
     norm: str = "batch"
     spectral_norm: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.width >= 1, "width", ">= 1", self.width)
+        _check(self.num_layers >= 1, "num_layers", ">= 1", self.num_layers)
+        _check(self.norm in typing.get_args(Norm), "norm", f"one of {typing.get_args(Norm)}", self.norm)
 
 
 @dataclass
@@ -99,8 +158,11 @@ class OptimOptions:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.type not in ("Adam", "AdamW"):
-            raise ValueError(f"train.optim_*.type must be 'Adam' or 'AdamW', got {self.type!r}")
+        _check(self.type in ("Adam", "AdamW"), "type", "'Adam' or 'AdamW'", self.type)
+        _check(_finite(self.lr), "lr", "a finite number >= 0", self.lr)
+        betas_ok = len(self.betas) == 2 and all(_finite(b) and b < 1 for b in self.betas)
+        _check(betas_ok, "betas", "two numbers in [0, 1), e.g. [0.9, 0.99]", list(self.betas))
+        _check(_finite(self.weight_decay), "weight_decay", "a finite number >= 0", self.weight_decay)
 
 
 @dataclass
@@ -113,8 +175,9 @@ class SchedulerOptions:
     gamma: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.type != "MultiStepLR":
-            raise ValueError(f"train.scheduler.type must be 'MultiStepLR', got {self.type!r}")
+        _check(self.type == "MultiStepLR", "type", "'MultiStepLR'", self.type)
+        _check(all(m >= 1 for m in self.milestones), "milestones", "iterations >= 1", self.milestones)
+        _check(_finite(self.gamma) and self.gamma > 0, "gamma", "a finite number > 0", self.gamma)
 
 
 @dataclass
@@ -131,6 +194,14 @@ class LossOptions:
     perceptual_net: str = "vgg16"
     net_d_start_iter: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("pixel_weight", "alignment_weight", "perceptual_weight", "adversarial_weight"):
+            _check(_finite(getattr(self, name)), name, "a finite number >= 0", getattr(self, name))
+        kinds = typing.get_args(AdversarialKind)
+        _check(self.gan_type in kinds, "gan_type", f"one of {kinds}", self.gan_type)
+        _check(self.perceptual_net in NETS, "perceptual_net", f"one of {NETS}", self.perceptual_net)
+        _check(self.net_d_start_iter >= 0, "net_d_start_iter", ">= 0", self.net_d_start_iter)
+
 
 @dataclass
 class TrainOptions:
@@ -145,10 +216,10 @@ class TrainOptions:
     codebook_restart: int = 0  # stage 1: every N iterations move unused codes onto current latents (0 = off)
 
     def __post_init__(self) -> None:
-        if self.total_iter < 1:
-            raise ValueError(f"train.total_iter must be >= 1, got {self.total_iter}")
-        if self.mixed_precision not in ("bf16", "no"):
-            raise ValueError(f"train.mixed_precision must be 'bf16' or 'no', got {self.mixed_precision!r}")
+        _check(self.total_iter >= 1, "total_iter", ">= 1", self.total_iter)
+        _check(self.mixed_precision in ("bf16", "no"), "mixed_precision", "'bf16' or 'no'", self.mixed_precision)
+        _check(_finite(self.grad_clip), "grad_clip", "a finite number >= 0", self.grad_clip)
+        _check(self.codebook_restart >= 0, "codebook_restart", ">= 0", self.codebook_restart)
 
 
 @dataclass
@@ -160,6 +231,10 @@ class ValOptions:
     save_img: bool = True
     padding: str = "reflect"  # for images whose size is not a multiple of 8 (vqcnir.inference.padded)
 
+    def __post_init__(self) -> None:
+        _check(self.val_freq >= 0, "val_freq", ">= 0", self.val_freq)
+        _check(self.padding in PADDINGS, "padding", f"one of {PADDINGS}", self.padding)
+
 
 @dataclass
 class LoggerOptions:
@@ -168,7 +243,13 @@ class LoggerOptions:
     show_tf_imgs_freq: int = 1000  # PNG grid (input | output | ground truth) every N iterations (0 = off)
     use_tb_logger: bool = True  # TensorBoard when installed, else CSV
     keep_checkpoints: int = 2  # periodic checkpoints kept besides the best model
-    progress_bar: bool = True  # tqdm bar when installed and on a terminal; False: a plain line every print_freq
+    progress_bar: bool = True  # a bar redrawn in place on a terminal; False (or no terminal): a line every print_freq
+
+    def __post_init__(self) -> None:
+        _check(self.print_freq >= 1, "print_freq", ">= 1", self.print_freq)
+        for name in ("save_checkpoint_freq", "show_tf_imgs_freq"):
+            _check(getattr(self, name) >= 0, name, ">= 0 (0 = off)", getattr(self, name))
+        _check(self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", self.keep_checkpoints)
 
 
 @dataclass
@@ -185,6 +266,10 @@ class RecipeOptions:
     train: TrainOptions = field(default_factory=TrainOptions)
     val: ValOptions = field(default_factory=ValOptions)
     logger: LoggerOptions = field(default_factory=LoggerOptions)
+
+    def __post_init__(self) -> None:
+        plain = self.name not in ("", ".", "..") and os.sep not in self.name and "/" not in self.name
+        _check(plain, "name", "a folder name (no path separators)", self.name)
 
     @property
     def experiment_dir(self) -> str:
@@ -208,7 +293,8 @@ def parse_recipe_args(argv: list[str] | None, default_config: str, description: 
         nargs="?",
         const="auto",
         default=None,
-        help="resume from a checkpoint or experiment folder (no value: this experiment's latest checkpoint)",
+        help="resume from a checkpoint or experiment folder (no value: this experiment's latest checkpoint); "
+        "options given with it take effect, except those the checkpoint fixes (networks, seed, training data)",
     )
     args, rest = parser.parse_known_args(argv)
     bad = [item for item in rest if not item.startswith("--") or "=" not in item]
@@ -222,6 +308,7 @@ def parse_recipe_args(argv: list[str] | None, default_config: str, description: 
         if stage1 and not os.path.isabs(stage1):  # relative to the recipe file that names it
             resolved = os.path.join(os.path.dirname(os.path.abspath(args.config)), stage1)
             options = apply_overrides(options, [f"path.stage1_config={resolved}"])
-    except OptionsError as error:
+        check_device(options.device)
+    except ValueError as error:  # an OptionsError, or a device this machine does not have
         parser.error(str(error))
     return options

@@ -11,14 +11,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vqcnir.inference import padded
+from vqcnir.io import to_uint8, write_png
 from vqcnir.metrics import psnr, ssim
 
 from .config import RecipeOptions
-from .monitor import save_png
 from .runtime import Runtime, autocast, evaluating
 
 
-def evaluate_pairs(
+def evaluate_restorer(
     restore: Callable[[torch.Tensor], torch.Tensor],
     dataset: Dataset,
     device: torch.device,
@@ -27,7 +27,9 @@ def evaluate_pairs(
     padding: str = "reflect",
     save_dir: str | None = None,
 ) -> dict[str, float]:
-    """Mean PSNR/SSIM of ``restore(sample[source])`` against ``sample["gt"]``, one image at a time.
+    """Mean PSNR/SSIM of a restoration function over a paired dataset: ``restore(sample[source])`` against
+    ``sample["gt"]``, one image at a time (the training recipes' validation; ``vqcnir-evaluate`` scores files
+    with :func:`vqcnir.cli.evaluate.score_pairs`).
 
     Returns ``{"psnr", "ssim", "count"}`` plus ``"input_psnr"``, ``"input_ssim"`` (the input against the
     target) when ``source`` is ``"lq"``. Images whose size is not a multiple of 8 are padded
@@ -48,7 +50,7 @@ def evaluate_pairs(
             totals["input_ssim"] += float(ssim(image, target)[0])
         if save_dir is not None:
             name = os.path.splitext(os.path.basename(sample[f"{source}_path"]))[0]
-            save_png(os.path.join(save_dir, f"{index:04d}_{name}.png"), output[0])
+            write_png(os.path.join(save_dir, f"{index:04d}_{name}.png"), to_uint8(output[0]))
     means = {name: value / max(count, 1) for name, value in totals.items()}
     if source != "lq":
         del means["input_psnr"], means["input_ssim"]
@@ -63,7 +65,7 @@ def validator(
 
     def validate(save_dir: str | None = None) -> dict[str, float]:
         with evaluating(model), autocast(runtime, options.train.mixed_precision):
-            return evaluate_pairs(
+            return evaluate_restorer(
                 lambda image: model(image).image,
                 dataset,
                 runtime.device,

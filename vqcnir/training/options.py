@@ -170,9 +170,21 @@ def apply_overrides(options: T, overrides: list[str]) -> T:
 
 
 def load_yaml(cls: type[T], path: str, overrides: list[str] = ()) -> T:
-    """Read the options ``cls`` from a YAML file (``yaml.safe_load``), then apply ``overrides``."""
-    with open(path) as source:
-        data = yaml.safe_load(source) or {}
+    """Read the options ``cls`` from a YAML file (``yaml.safe_load``), then apply ``overrides``.
+
+    A missing file, a YAML syntax error (with its line and column) or a bad key or value raises
+    :class:`OptionsError` naming the file.
+    """
+    try:
+        with open(path, encoding="utf-8") as source:
+            data = yaml.safe_load(source) or {}
+    except OSError as error:
+        raise OptionsError(f"cannot read the config file {path}: {error.strerror or error}") from error
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise OptionsError(f"{path}: not valid YAML{at}: {problem}") from error
     try:
         options = from_dict(cls, data)
     except OptionsError as error:
@@ -181,4 +193,23 @@ def load_yaml(cls: type[T], path: str, overrides: list[str] = ()) -> T:
 
 
 def dump_yaml(options: Any) -> str:
+    """The options as YAML text (section order kept), loadable with :func:`load_yaml`."""
     return yaml.safe_dump(to_dict(options), sort_keys=False, default_flow_style=False)
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"total_iter": 5}}`` -> ``{"train.total_iter": 5}`` (lists and tuples are leaves)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old value, new value)}`` for every leaf that differs (a missing leaf is None)."""
+    before, after = flatten(old), flatten(new)
+    keys = sorted(before.keys() | after.keys())
+    return {k: (before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k)}

@@ -10,7 +10,8 @@ import contextlib
 import os
 import random
 import signal
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
@@ -33,15 +34,41 @@ class Runtime:
         return self.rank == 0
 
 
+def check_device(device: str, local_rank: int = 0) -> torch.device:
+    """The device meant by ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``) on this machine.
+
+    ``"auto"`` is CUDA device ``local_rank`` when CUDA is available, else the CPU. Raises ValueError naming
+    the option when the device does not exist here (e.g. ``cuda`` with a CPU-only torch).
+    """
+    if device == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        chosen = None
+    if chosen is None or chosen.type not in ("cpu", "cuda"):
+        raise ValueError(f"option 'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, no GPU visible"
+            raise ValueError(
+                f"option 'device' is {device!r}, but this torch ({torch.__version__}, {build}) cannot use CUDA; "
+                "use --device=cpu (or auto)"
+            )
+        index = local_rank if chosen.index is None else chosen.index
+        if index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ValueError(f"option 'device' is {device!r}: cuda:{index} does not exist ({count} GPUs)")
+    return chosen
+
+
 def setup_runtime(device: str = "auto") -> Runtime:
-    """Pick the device and, under torchrun (``WORLD_SIZE`` set), join the process group."""
+    """Pick the device (see :func:`check_device`) and, under torchrun (``WORLD_SIZE`` set), join the process group."""
     distributed = "WORLD_SIZE" in os.environ and "RANK" in os.environ
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
-    if device == "auto":
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    chosen = torch.device(device)
+    chosen = check_device(device, local_rank)
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
     if distributed and not dist.is_initialized():
@@ -55,10 +82,44 @@ def teardown_runtime() -> None:
         dist.destroy_process_group()
 
 
-def exit_code(result: dict) -> int:
-    """Leave the process group and give a recipe's exit status: 130 after Ctrl-C, else 0."""
-    teardown_runtime()
+def run_recipe(main: Callable[[], dict]) -> int:
+    """Run a recipe's ``main`` as a command and return its exit status: 0, or 130 after Ctrl-C.
+
+    Bad options (:class:`~vqcnir.training.options.OptionsError`, e.g. an option changed on ``--resume`` that
+    the checkpoint fixes) print one ``error:`` line and give 2. Under DDP, losing another process (it
+    crashed or was killed: the collective fails) prints which rank noticed and what to do, and gives 1.
+    Leaves the process group in every case.
+    """
+    from .options import OptionsError  # local: options imports nothing from here, keep it that way
+
+    try:
+        result = main()
+    except OptionsError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    except RuntimeError as error:
+        if not _lost_peer(error):
+            raise
+        rank = os.environ.get("RANK", "?")
+        print(
+            f"error: rank {rank} lost contact with another training process, which probably failed: look for its "
+            f"error above. The latest checkpoint is intact; continue with --resume. ({error})",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    finally:
+        teardown_runtime()
     return 130 if result["interrupted"] else 0
+
+
+def _lost_peer(error: RuntimeError) -> bool:
+    """Whether ``error`` is a collective failing because another process of the group went away."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    text = str(error).lower()
+    signs = ("connection closed by peer", "connection reset by peer", "broken pipe", "remote process exited")
+    return isinstance(error, getattr(dist, "DistError", ())) or any(sign in text for sign in signs)
 
 
 def barrier(runtime: Runtime) -> None:

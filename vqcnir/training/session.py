@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
-from vqcnir.checkpoint import atomic_write, load_weights, save_pretrained
+from vqcnir.checkpoint import load_weights, save_pretrained
+from vqcnir.io import remove_stale, write_text
+from vqcnir.progress import Progress, format_values
 
-from .config import RecipeOptions
+from .config import RESUME_FIXED, NetworkGOptions, RecipeOptions
 from .data import DataPosition, batch_stream
-from .monitor import Progress, ScalarLog, format_values, save_image_grid
-from .options import dump_yaml, to_dict
+from .monitor import ScalarLog, save_image_grid
+from .options import OptionsError, differences, dump_yaml, to_dict
 from .runtime import Runtime, StopOnInterrupt, barrier
 from .state import FORMAT_VERSION, capture_rng_state, find_checkpoint, load_training_state, restore_rng_state
 from .state import save_checkpoint as write_checkpoint
@@ -60,45 +64,91 @@ class TrainingSession:
         self.interrupted = False
         self.last_saved = -1
         self.main = runtime.is_main
-        if self.main:
-            os.makedirs(self.directory, exist_ok=True)
-            print(f"options ({options.name}):\n{self.options_yaml}", flush=True)
-            atomic_write(os.path.join(self.directory, "options.yaml"), lambda p: _write(p, self.options_yaml))
-        self.log = ScalarLog(os.path.join(self.directory, "logs"), options.logger.use_tb_logger, enabled=self.main)
+        self.log: ScalarLog | None = None
         self.progress: Progress | None = None
 
     # ----------------------------------------------------------------------------------------- resume
     def resume(self) -> int:
-        """Load ``path.resume_state`` if set (``auto``: this experiment's latest checkpoint, if any).
-        Restores weights, optimizers, schedules, discriminator, data position, best metric and RNG
-        states; returns the iteration to continue after (0 for a fresh run)."""
+        """Start the run: load ``path.resume_state`` if set (``auto``: this experiment's latest checkpoint,
+        if any), then print and save the options and open the logs. Returns the iteration to continue after
+        (0 for a fresh run).
+
+        Resuming restores weights, optimizers, schedules, discriminator, data position, best metric and RNG
+        states. Options given now that differ from the checkpoint's take effect (and are listed), except
+        those the checkpoint fixes (:data:`~vqcnir.training.config.RESUME_FIXED`: the networks, the seed,
+        the training data's order): those raise :class:`OptionsError` listing every difference.
+        """
+        if self.main:  # what saves killed mid-way left behind (never a folder a live process writes)
+            for sub in ("", "checkpoints", "best", "final", "samples", "results"):
+                remove_stale(os.path.join(self.directory, sub))
         wanted = self.options.path.resume_state
+        checkpoint = None
         if wanted:
             checkpoint = find_checkpoint(self.directory if wanted == "auto" else wanted)
             if checkpoint is None and wanted != "auto":
                 raise FileNotFoundError(f"path.resume_state: no checkpoint found at {wanted}")
-            if checkpoint is not None:
-                state = load_training_state(checkpoint)
-                load_weights(self.model, checkpoint)
-                self.update.load_state_dict(state["update"])
-                self.position = DataPosition(int(state["epoch"]), int(state["batch"]))
-                self.best = dict(state["best"])
-                buffers = self._transient_buffers()
-                for name, value in state["buffers"].items():
-                    buffers[name].copy_(value)
-                restore_rng_state(state["rng"])
-                self.start_iteration = self.iteration = int(state["iteration"])
-                self.last_saved = self.start_iteration
-                if self.main:
-                    print(f"resumed from {checkpoint} at iteration {self.start_iteration}", flush=True)
+        if checkpoint is not None:
+            self._load(checkpoint)
+        if self.main:
+            os.makedirs(self.directory, exist_ok=True)
+            print(f"options ({self.options.name}):\n{self.options_yaml}", flush=True)
+            write_text(os.path.join(self.directory, "options.yaml"), self.options_yaml)
+        logs = os.path.join(self.directory, "logs")
+        self.log = ScalarLog(logs, self.options.logger.use_tb_logger, enabled=self.main)
         self.progress = Progress(
             self.options.train.total_iter,
-            self.start_iteration,
+            "train",
+            initial=self.start_iteration,
+            unit="it",
+            every=self.options.logger.print_freq,
             enabled=self.main,
-            use_tqdm=None if self.options.logger.progress_bar else False,
-            print_freq=self.options.logger.print_freq,
+            stream=sys.stdout,
+            interactive=None if self.options.logger.progress_bar else False,
         )
         return self.start_iteration
+
+    def _load(self, checkpoint: str) -> None:
+        state = load_training_state(checkpoint)
+        changed = self._changed_options(checkpoint, state["options"])
+        load_weights(self.model, checkpoint)
+        self.update.load_state_dict(state["update"])
+        if any(key.startswith(("train.optim_", "train.scheduler.")) for key in changed):
+            self.update.apply_options()
+        self.position = DataPosition(int(state["epoch"]), int(state["batch"]))
+        self.best = dict(state["best"])
+        buffers = self._transient_buffers()
+        for name, value in state["buffers"].items():
+            buffers[name].copy_(value)
+        per_rank = state.get("rng_per_rank") or []
+        same_world = len(per_rank) == self.runtime.world_size
+        restore_rng_state(per_rank[self.runtime.rank] if same_world else state["rng"])
+        self.start_iteration = self.iteration = int(state["iteration"])
+        self.last_saved = self.start_iteration
+        if self.main:
+            print(f"resumed from {checkpoint} at iteration {self.start_iteration}", flush=True)
+            if self.runtime.world_size > 1 and not same_world:
+                print(f"  saved by {max(len(per_rank), 1)} process(es): every rank starts from rank 0's RNG state")
+            for key, (old, new) in changed.items():
+                print(f"  changed on resume: {key}: {old!r} -> {new!r}", flush=True)
+
+    def _changed_options(self, checkpoint: str, saved: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """The options that differ from the checkpoint's; OptionsError if any of them is fixed by it."""
+        old, new = dict(saved), to_dict(self.options)
+        for side in (old, new):  # the network as built: a preset and the same sizes spelled out are equal
+            network = side.get("network_g") or {}
+            side["network_g"] = NetworkGOptions(**network).model_config().to_dict()
+        changed = differences(old, new)
+        changed.pop("path.resume_state", None)
+        sections = tuple(key for key in RESUME_FIXED if key.endswith("."))
+        fixed = [key for key in changed if key in RESUME_FIXED or key.startswith(sections)]
+        if fixed:
+            listed = "; ".join(f"{key}: {changed[key][0]!r} -> {changed[key][1]!r}" for key in fixed)
+            raise OptionsError(
+                f"cannot resume {checkpoint} with these options changed: {listed}. The checkpoint fixes the "
+                "networks, the seed and the training data's order: drop these overrides, or start a new experiment "
+                "(another --name)"
+            )
+        return changed
 
     # ------------------------------------------------------------------------------------ the loop
     def steps(self, dataset: Dataset) -> Iterator[tuple[int, dict]]:
@@ -141,7 +191,7 @@ class TrainingSession:
         """Progress bar, logs, image grid, validation and periodic checkpoint for a finished iteration.
         ``images``: (input, output, ground truth) of the batch."""
         logger, val_freq = self.options.logger, self.options.val.val_freq
-        self.progress.update({k[2:]: v for k, v in values.items() if k.startswith("l_")})
+        self.progress.update(values={k[2:]: v for k, v in values.items() if k.startswith("l_")})
         if self.main and iteration % logger.print_freq == 0:
             self.log.scalars(iteration, {f"train/{k}": v for k, v in values.items()})
         if self.main and logger.show_tf_imgs_freq and iteration % logger.show_tf_imgs_freq == 0:
@@ -168,9 +218,15 @@ class TrainingSession:
         return metrics
 
     def save(self, iteration: int) -> str | None:
-        """Write checkpoint ``iteration`` (rank 0) and point ``latest`` at it."""
+        """Write checkpoint ``iteration`` (rank 0, with every rank's RNG state) and point ``latest`` at it."""
+        if iteration == self.last_saved:
+            return None
         path = None
-        if self.main and iteration != self.last_saved:
+        rng_per_rank = [capture_rng_state()]
+        if self.runtime.distributed and dist.is_initialized():
+            rng_per_rank = [None] * self.runtime.world_size
+            dist.all_gather_object(rng_per_rank, capture_rng_state())
+        if self.main:
             state = {
                 "format_version": FORMAT_VERSION,
                 "iteration": iteration,
@@ -178,14 +234,15 @@ class TrainingSession:
                 "batch": self.position.batch,
                 "best": self.best,
                 "update": self.update.state_dict(),
-                "rng": capture_rng_state(),
+                "rng": rng_per_rank[0],
+                "rng_per_rank": rng_per_rank,
                 "buffers": self._transient_buffers(),  # e.g. codebook usage counts (not in the weights)
                 "options": to_dict(self.options),
             }
             path = write_checkpoint(
                 self.checkpoints, iteration, self.model, state, self.options_yaml, self.options.logger.keep_checkpoints
             )
-            self.last_saved = iteration
+        self.last_saved = iteration
         barrier(self.runtime)
         return path
 
@@ -222,8 +279,3 @@ class TrainingSession:
             "iteration": self.iteration,
             "directory": self.directory,
         }
-
-
-def _write(path: str, text: str) -> None:
-    with open(path, "w") as out:
-        out.write(text)

@@ -7,26 +7,29 @@ Layout under ``<experiment>/checkpoints/``::
                     best metric, the resolved recipe options), options.yaml
     latest          text file naming the newest complete checkpoint folder
 
-A checkpoint is assembled in a hidden staging folder, renamed into place when complete, and only then
-named in ``latest`` (each file through :func:`vqcnir.checkpoint.atomic_write`): an interruption at any
-point leaves the previous checkpoint and the ``latest`` pointer intact. ``training_state.pt`` holds
+A checkpoint is assembled in a hidden staging folder (:class:`vqcnir.io.StagingFolder`), renamed into
+place when complete, and only then named in ``latest`` (each file through :func:`vqcnir.io.atomic_write`):
+an interruption at any point leaves the previous checkpoint and the ``latest`` pointer intact. What a
+killed save leaves behind (a staging folder holds a full copy of the weights) is removed by the next save
+or resume, never while its writer is alive (:func:`vqcnir.io.remove_stale`). ``training_state.pt`` holds
 only tensors and plain containers and is read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from vqcnir.checkpoint import atomic_write, save_pretrained
+from vqcnir.checkpoint import CheckpointError, save_pretrained
+from vqcnir.io import StagingFolder, atomic_write, remove_stale, write_text
 
 STATE_NAME = "training_state.pt"
 LATEST_NAME = "latest"
@@ -97,32 +100,23 @@ def save_checkpoint(
     containers only) with ``torch.save``. Returns the checkpoint folder.
     """
     os.makedirs(root, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".staging-", dir=root)
+    remove_stale(root)  # what saves killed mid-way left behind
     final = os.path.join(root, checkpoint_name(iteration))
-    try:
-        save_pretrained(model, staging, metadata={"iteration": str(iteration)})
-        atomic_write(os.path.join(staging, STATE_NAME), lambda path: _torch_save(state, path))
-        atomic_write(os.path.join(staging, "options.yaml"), lambda path: _write_text(path, options_yaml))
+    with StagingFolder(root) as staging:
+        save_pretrained(model, staging.path, metadata={"iteration": str(iteration)})
+        atomic_write(os.path.join(staging.path, STATE_NAME), lambda path: _torch_save(state, path))
+        write_text(os.path.join(staging.path, "options.yaml"), options_yaml)
         if os.path.isdir(final):  # the same iteration saved again (e.g. Ctrl-C right after a periodic save)
-            old = tempfile.mkdtemp(prefix=".replaced-", dir=root)
-            os.replace(final, os.path.join(old, "ckpt"))
-            os.replace(staging, final)
-            shutil.rmtree(old, ignore_errors=True)
+            with StagingFolder(root) as replaced:  # the old copy goes in here and is removed with it
+                os.replace(final, os.path.join(replaced.path, "checkpoint"))
+                staging.publish(final)
         else:
-            os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    atomic_write(os.path.join(root, LATEST_NAME), lambda path: _write_text(path, checkpoint_name(iteration) + "\n"))
+            staging.publish(final)
+    write_text(os.path.join(root, LATEST_NAME), checkpoint_name(iteration) + "\n")
     for old in list_checkpoints(root)[: -max(keep, 1)]:
         if os.path.abspath(old) != os.path.abspath(final):
             shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w") as out:
-        out.write(text)
 
 
 def find_checkpoint(path: str) -> str | None:
@@ -145,12 +139,19 @@ def find_checkpoint(path: str) -> str | None:
 
 
 def load_training_state(checkpoint: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read ``training_state.pt`` of a checkpoint folder (weights_only: no code is unpickled)."""
-    state = torch.load(os.path.join(checkpoint, STATE_NAME), map_location=map_location, weights_only=True)
-    if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{checkpoint}: training state format {state.get('format_version')}, expected {FORMAT_VERSION}"
-        )
+    """Read ``training_state.pt`` of a checkpoint folder (weights_only: no code is unpickled).
+
+    Raises :class:`~vqcnir.checkpoint.CheckpointError` naming the file when it cannot be read or has
+    another format.
+    """
+    path = os.path.join(checkpoint, STATE_NAME)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (EOFError, pickle.UnpicklingError, RuntimeError, ValueError, OSError) as error:
+        raise CheckpointError(f"{path}: cannot read the training state ({type(error).__name__}: {error})") from error
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        version = state.get("format_version") if isinstance(state, dict) else None
+        raise CheckpointError(f"{path}: training state format {version}, expected {FORMAT_VERSION}")
     return state
 
 

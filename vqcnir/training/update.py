@@ -4,7 +4,9 @@ MultiStepLR schedules (BasicSR's order: generator first, then discriminator, one
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -114,6 +116,26 @@ class GANUpdate:
                 net_d=self.disc_raw.state_dict(), optim_d=self.optim_d.state_dict(), sched_d=self.sched_d.state_dict()
             )
         return state
+
+    def apply_options(self) -> None:
+        """Make the restored optimizers and schedules follow the current options (``--resume`` with changed
+        ``train.optim_*`` or ``train.scheduler`` values): base rates, betas and weight decay, milestones and
+        gamma. The rate from now on is the new base rate decayed by the milestones already passed."""
+        schedule = self.options.scheduler
+        pairs = [(self.optim_g, self.sched_g, self.options.optim_g)]
+        if self.disc_raw is not None:
+            pairs.append((self.optim_d, self.sched_d, self.options.optim_d))
+        for optimizer, scheduler, optim in pairs:
+            scheduler.milestones, scheduler.gamma = Counter(schedule.milestones), schedule.gamma
+            scheduler.base_lrs = [optim.lr] * len(optimizer.param_groups)
+            passed = bisect.bisect_right(sorted(schedule.milestones), scheduler.last_epoch)
+            for group in optimizer.param_groups:
+                group.update(
+                    lr=optim.lr * schedule.gamma**passed,
+                    initial_lr=optim.lr,
+                    betas=tuple(optim.betas),
+                    weight_decay=optim.weight_decay,
+                )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optim_g.load_state_dict(state["optim_g"])
