@@ -87,6 +87,10 @@ class UploadLimits:
             raise ValueError(f"upload limits must be positive, got {self.max_bytes} bytes and {self.max_pixels} pixels")
 
 
+def _file_size(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.1f} KB"
+
+
 def check_upload(path: str, limits: UploadLimits, name: str | None = None) -> tuple[int, int]:
     """``(width, height)`` of the image file ``path``; raises :class:`UploadRejected` saying why it is refused.
 
@@ -99,7 +103,7 @@ def check_upload(path: str, limits: UploadLimits, name: str | None = None) -> tu
     size = os.path.getsize(path)
     if size > limits.max_bytes:
         raise UploadRejected(
-            f"{name} is {size / 2**20:.1f} MB, over the upload limit of {limits.max_bytes / 2**20:.0f} MB "
+            f"{name} is {_file_size(size)}, over the upload limit of {_file_size(limits.max_bytes)} "
             "(vqcnir-app --max-upload-mb)"
         )
     try:
