@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from vqcnir.app.models import demo_experiment_dir, demo_model_folders, display_path, repository_root
+from vqcnir.app.models import demo_model_folders, demo_options, display_path, repository_root
 from vqcnir.cli.evaluate import evaluate_pairs, summarize
 from vqcnir.cli.models import load_model
 from vqcnir.cli.restore import plan_jobs, restore_all
@@ -40,13 +40,16 @@ def _stack(paths: Sequence[str]) -> torch.Tensor:
     return torch.stack([to_tensor(read_rgb(path)) for path in paths])
 
 
-def run(model_dir: str, output: str, device: torch.device) -> dict[str, float]:
-    """Restore the demo test inputs into ``output`` and print the scores; returns input and restored means."""
+def run(model_dir: str, output: str, device: torch.device, padding: str = "official") -> dict[str, float]:
+    """Restore the demo test inputs into ``output`` and print the scores; returns input and restored means.
+
+    ``padding`` as the demo recipe's validation pads (``val.padding``), so the scores are the recipe's.
+    """
     demo = build_demo_set()
     inputs, targets = os.path.join(demo.test, "lq"), os.path.join(demo.test, "gt")
     model = load_model(model_dir, device)
     jobs = plan_jobs(inputs, output)
-    skipped = restore_all(model, jobs, device, progress=False)
+    skipped = restore_all(model, jobs, device, padding, progress=False)
     if skipped:
         raise RuntimeError(f"could not read {len(skipped)} demo input(s), e.g. {skipped[0]}: rebuild the demo set")
     night = pair_by_relative_path(inputs, targets)
@@ -79,9 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", help="model folder (default: the demo recipe's final, else best)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     args = parser.parse_args(argv)
-    root = repository_root()
-    experiment = demo_experiment_dir()
-    if root is None or experiment is None:
+    root, options = repository_root(), demo_options()
+    if root is None or options is None:
         parser.error("the demo needs the vqcnir checkout (recipes/configs/vqcnir_demo.yaml); install it with -e")
     found = [args.model] if args.model else demo_model_folders([root])
     if args.check:
@@ -90,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not found:
         parser.error("no demo-trained model: run python recipes/train_vqcnir.py first (bash scripts/demo.sh does)")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    run(found[0], os.path.join(root, experiment, RESTORED_FOLDER), device)
+    run(found[0], os.path.join(root, options.experiment_dir, RESTORED_FOLDER), device, options.val.padding)
     return 0
 
 

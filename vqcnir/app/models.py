@@ -14,11 +14,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from vqcnir.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from vqcnir.cli.models import load_model
+
+if TYPE_CHECKING:
+    from vqcnir.training.config import RecipeOptions
 
 DEMO_CONFIG = os.path.join("recipes", "configs", "vqcnir_demo.yaml")
 DEMO_OUTPUTS = ("final", "best")  # the demo recipe's last and best-validation checkpoints, in that order
@@ -35,15 +39,21 @@ def is_model_folder(path: str) -> bool:
     return os.path.isfile(os.path.join(path, WEIGHTS_NAME)) and os.path.isfile(os.path.join(path, CONFIG_NAME))
 
 
-def demo_experiment_dir() -> str | None:
-    """``experiments/vqcnir_demo`` (relative, as the demo config names it), or None outside a checkout."""
+def demo_options() -> RecipeOptions | None:
+    """The demo recipe's options (``recipes/configs/vqcnir_demo.yaml``), or None outside a checkout."""
     root = repository_root()
     if root is None:
         return None
     from vqcnir.training.config import RecipeOptions
     from vqcnir.training.options import load_yaml
 
-    return load_yaml(RecipeOptions, os.path.join(root, DEMO_CONFIG)).experiment_dir
+    return load_yaml(RecipeOptions, os.path.join(root, DEMO_CONFIG))
+
+
+def demo_experiment_dir() -> str | None:
+    """``experiments/vqcnir_demo`` (relative, as the demo config names it), or None outside a checkout."""
+    options = demo_options()
+    return None if options is None else options.experiment_dir
 
 
 def demo_model_folders(roots: Sequence[str] | None = None) -> list[str]:
