@@ -3,7 +3,8 @@
 One app process (a random-weight tiny model saved in tmp, so restoring takes a second) serves both
 tabs. The test uploads a night photo, waits for the restoration, downloads the PNG and checks its size
 and content, checks the before/after slider shows the input and the output, uploads a text file named
-``.png`` and an image over the pixel limit and finds both refusals on the page, browses a
+``.png``, an image over the pixel limit and a file over the upload limit and finds each refusal on the
+page, browses a
 ``vqcnir-restore`` output folder, and checks the page asked nothing of any other host. A screenshot is
 saved under ``test-artifacts/`` (path printed). Set ``VQCNIR_APP_TEST_MODEL`` to a trained model folder
 and ``VQCNIR_APP_SCREENSHOT`` to a path to make the README's screenshot with it.
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"browser test s
 
 HEIGHT, WIDTH = 300, 451  # odd width: the output must keep the input's size exactly
 MAX_MEGAPIXELS = 0.2  # the photo (0.135 MP) passes, a 500 x 500 image (0.25 MP) is refused
+MAX_UPLOAD_MB = 1  # a 1.5 MB file is refused by the upload itself
 TIMEOUT_MS = 120_000
 
 
@@ -62,6 +64,10 @@ def test_restore_compare_download_reject_and_browse_a_folder(tmp_path):
     not_an_image = tmp_path / "uploads" / "notes.png"
     not_an_image.write_text("a text file renamed .png\n")
     too_large = write(tmp_path / "uploads" / "large.png", np.full((500, 500, 3), 40, np.uint8))
+    heavy = write(
+        tmp_path / "uploads" / "heavy.png", np.random.default_rng(0).integers(0, 256, (700, 750, 3), np.uint8)
+    )
+    assert os.path.getsize(heavy) > 1.2 * 2**20
 
     # a folder restored by vqcnir-restore, for the folder tab
     from vqcnir.cli.restore import main as restore_main
@@ -73,7 +79,7 @@ def test_restore_compare_download_reject_and_browse_a_folder(tmp_path):
     assert restore_main([str(inputs), "-o", str(restored), "-m", model_dir, "--quiet"]) == 0
 
     os.makedirs(ARTIFACTS, exist_ok=True)
-    args = ["--model", model_dir, "--max-megapixels", str(MAX_MEGAPIXELS)]
+    args = ["--model", model_dir, "--max-megapixels", str(MAX_MEGAPIXELS), "--max-upload-mb", str(MAX_UPLOAD_MB)]
     args += ["--inputs", str(inputs), "--restored", str(restored)]
     env = {"GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
     log = str(tmp_path / "app.log")
@@ -127,6 +133,10 @@ def test_restore_compare_download_reject_and_browse_a_folder(tmp_path):
             )
             expect(status).not_to_contain_text("Traceback")
             expect(page.locator("#compare img")).to_have_count(0)
+            page.locator("#uploads button[aria-label='Clear']").first.click()
+            page.locator("#uploads input[type=file]").set_input_files(heavy)  # over --max-upload-mb
+            expect(page.get_by_text("exceed the maximum allowed size")).to_be_visible(timeout=TIMEOUT_MS)
+            expect(page.get_by_text('"heavy.png"')).to_be_visible()
             page.screenshot(path=os.path.join(ARTIFACTS, "vqcnir-app-refused.png"))
 
             # folder mode: both galleries, and a selected pair in the slider
