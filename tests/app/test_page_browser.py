@@ -5,9 +5,8 @@ tabs. The test uploads a night photo, waits for the restoration, downloads the P
 and content, checks the before/after slider shows the input and the output, uploads a text file named
 ``.png``, an image over the pixel limit and a file over the upload limit and finds each refusal on the
 page, browses a ``vqcnir-restore`` output folder, and checks the page asked nothing of any other host.
-A screenshot is
-saved under ``test-artifacts/`` (path printed). Set ``VQCNIR_APP_TEST_MODEL`` to a trained model folder
-and ``VQCNIR_APP_SCREENSHOT`` to a path to make the README's screenshot with it.
+A screenshot is saved under ``test-artifacts/`` (path printed). Set ``VQCNIR_APP_TEST_MODEL`` to a
+trained model folder and ``VQCNIR_APP_SCREENSHOT`` to a path to make the README's screenshot with it.
 """
 
 from __future__ import annotations
