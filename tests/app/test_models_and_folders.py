@@ -92,3 +92,20 @@ def test_display_copies_are_viewable_and_made_once_per_file_version(tmp_path):
     later = time.time() + 5
     os.utime(png, (later, later))
     assert full_size_copy(png, copies) != copy
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # would create the marker file if unpickled without weights_only
+
+
+def test_an_official_pth_is_read_weights_only(tmp_path):
+    marker = tmp_path / "payload-ran"
+    checkpoint = tmp_path / "VQCNIR_LOLBlur_G.pth"
+    torch.save({"params": {"conv.weight": torch.zeros(1)}, "extra": _Payload(str(marker))}, checkpoint)
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):
+        ModelStore(torch.device("cpu")).get(str(checkpoint))
+    assert not marker.exists()
