@@ -13,6 +13,7 @@ the restored folder beside its inputs.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -20,20 +21,25 @@ from collections.abc import Sequence
 import torch
 
 from vqcnir.app.models import demo_model_folders, demo_options, display_path, repository_root
-from vqcnir.cli.evaluate import evaluate_pairs, summarize
 from vqcnir.cli.models import load_model
 from vqcnir.cli.restore import plan_jobs, restore_all
 from vqcnir.data import build_demo_set, pair_by_relative_path, read_rgb
 from vqcnir.data.demo import TEST_PHOTOS
-from vqcnir.data.folders import to_tensor
+from vqcnir.data.folders import read_pair, to_tensor
+from vqcnir.metrics import psnr, ssim
 from vqcnir.training.monitor import save_image_grid
 
 RESTORED_FOLDER = "demo_restored"  # inside the demo experiment folder, beside final/ and best/
 
 
 def _score(pairs: Sequence[tuple[str, str]]) -> dict[str, float]:
-    names = [os.path.basename(restored) for restored, _ in pairs]
-    return summarize(evaluate_pairs(pairs, names, lpips_models={}, progress=False))
+    """Mean PSNR (RGB) and SSIM (Y) of ``(image, target)`` files on 8-bit images, as ``vqcnir-evaluate`` scores."""
+    psnrs, ssims = [], []
+    for image_path, target_path in pairs:
+        image, target = (to_tensor(array).unsqueeze(0) for array in read_pair(image_path, target_path))
+        psnrs.append(psnr(image, target).item())
+        ssims.append(ssim(image, target).item())
+    return {"psnr": math.fsum(psnrs) / len(psnrs), "ssim": math.fsum(ssims) / len(ssims)}
 
 
 def _stack(paths: Sequence[str]) -> torch.Tensor:
