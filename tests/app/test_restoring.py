@@ -1,0 +1,136 @@
+"""The page's restoration job: the adapter to the restoration API, upload checks, files written."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vqcnir.app.restoring as restoring
+from tests.data.images import write
+from tests.recipes.checkpoints import save_tiny_model, whole_image_output
+from vqcnir.app.restoring import (
+    UploadLimits,
+    UploadRejected,
+    check_upload,
+    restore_image,
+    restore_uploads,
+)
+from vqcnir.data import read_rgb
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return save_tiny_model(str(tmp_path_factory.mktemp("tiny")))
+
+
+def _photo(seed: int, height: int, width: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows, cols = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
+    base = np.stack([rows, cols, (rows + cols) / 2], -1) * 120
+    return np.clip(base + rng.normal(0, 15, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def test_adapter_on_todays_api_reports_the_image_as_one_step(monkeypatch):
+    received = {}
+
+    def todays_restore_tensor(model, image, padding="official", tile=None, overlap=32, auto_tile_pixels=1):
+        received.update(padding=padding, tile=tile)
+        return image * 0.5
+
+    monkeypatch.setattr(restoring, "restore_tensor", todays_restore_tensor)
+    steps = []
+    image = torch.rand(1, 3, 8, 8)
+    out = restore_image(None, image, "reflect", max_memory=2**30, progress=lambda *step: steps.append(step))
+    torch.testing.assert_close(out, image * 0.5)
+    assert received == {"padding": "reflect", "tile": None}
+    assert steps == [(0, 1, "restoring"), (1, 1, "restored")]
+    assert restore_image(None, image) is not None  # no progress, no budget: a plain call
+
+
+def test_adapter_passes_budget_and_progress_once_the_api_has_them(monkeypatch):
+    received = {}
+
+    def agreed_restore_tensor(model, image, padding="official", *, max_memory=None, tiling="auto", progress=None):
+        received.update(padding=padding, max_memory=max_memory, tiling=tiling)
+        for tile in range(3):
+            progress(tile + 1, 3, "tiles")
+        return image
+
+    monkeypatch.setattr(restoring, "restore_tensor", agreed_restore_tensor)
+    steps = []
+    restore_image(None, torch.rand(1, 3, 8, 8), max_memory=123, progress=lambda *step: steps.append(step))
+    assert received == {"padding": "official", "max_memory": 123, "tiling": "auto"}
+    assert steps == [(1, 3, "tiles"), (2, 3, "tiles"), (3, 3, "tiles")]
+
+
+def test_adapter_restores_as_the_model_does(tiny):
+    photo = _photo(0, 37, 53)
+    image = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
+    out = restore_image(tiny, image, "official", progress=lambda *step: None)
+    restored = (out[0] * 255).round().byte().permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(restored, whole_image_output(tiny, photo))
+
+
+def test_check_upload_refuses_with_the_reason_and_the_option(tmp_path):
+    limits = UploadLimits(max_bytes=20_000, max_pixels=50 * 50)
+    good = write(tmp_path / "ok.png", _photo(1, 40, 50))
+    assert check_upload(good, limits) == (50, 40)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(UploadRejected, match=r"notes.png is not an image that can be read"):
+        check_upload(str(text), limits)
+    with pytest.raises(UploadRejected, match=r"notes.txt is not an image file: expected one of .png"):
+        check_upload(str(text), limits, name="notes.txt")
+    wide = write(tmp_path / "wide.png", np.zeros((10, 300, 3), np.uint8))
+    with pytest.raises(UploadRejected, match=r"wide.png is 300 x 10 = 0.003 megapixels, over .* --max-megapixels"):
+        check_upload(wide, limits)
+    noisy = write(tmp_path / "noisy.png", np.random.default_rng(0).integers(0, 256, (45, 50, 3), dtype=np.uint8))
+    with pytest.raises(
+        UploadRejected, match=r"noisy.png is [0-9.]+ KB, over the upload limit of 2.0 KB .*--max-upload-mb"
+    ):
+        check_upload(noisy, UploadLimits(max_bytes=2048))
+    with pytest.raises(ValueError, match="must be positive"):
+        UploadLimits(max_bytes=0)
+
+
+def test_restore_uploads_writes_each_restoration_and_reports_the_refused(tmp_path, tiny):
+    first, second = _photo(2, 30, 41), _photo(3, 25, 33)
+    rgba = np.concatenate([second, np.full((25, 33, 1), 77, np.uint8)], -1)
+    uploads = [
+        write(tmp_path / "a" / "night.png", first),
+        str(tmp_path / "notes.png"),
+        write(tmp_path / "b" / "night.png", rgba),  # same name: written as night-2.png, alpha kept
+    ]
+    (tmp_path / "notes.png").write_text("text")
+    fractions = []
+    report = restore_uploads(
+        tiny, uploads, str(tmp_path / "job"), progress=lambda fraction, text: fractions.append((fraction, text))
+    )
+    assert [photo.name for photo in report.restored] == ["night.png", "night.png"]
+    assert [os.path.basename(photo.output_png) for photo in report.restored] == ["night.png", "night-2.png"]
+    assert len(report.rejected) == 1 and report.rejected[0].startswith("notes.png is not an image")
+    np.testing.assert_array_equal(read_rgb(report.restored[0].output_png), whole_image_output(tiny, first))
+    np.testing.assert_array_equal(read_rgb(report.restored[0].input_png), first)
+    with Image.open(report.restored[1].output_png) as output:
+        assert output.mode == "RGBA" and output.size == (33, 25)
+        assert np.all(np.asarray(output)[..., 3] == 77)
+    assert (report.restored[1].width, report.restored[1].height) == (33, 25)
+    values = [fraction for fraction, _ in fractions]
+    assert values == sorted(values) and values[-1] == 1.0
+    assert fractions[0][1] == "night.png (1/3): restoring"
+
+
+def test_a_restoration_that_fails_is_a_message(tmp_path, tiny, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 GB\nmore detail")
+
+    monkeypatch.setattr(restoring, "restore_image", out_of_memory)
+    report = restore_uploads(tiny, [write(tmp_path / "x.png", _photo(4, 16, 16))], str(tmp_path / "job"))
+    assert report.restored == []
+    assert report.rejected == [
+        "x.png could not be restored: DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 GB"
+    ]

@@ -1,0 +1,16 @@
+"""``vqcnir-app``: a local web page to restore night photos and compare them (``pip install -e ".[app]"``).
+
+    vqcnir-app --model experiments/vqcnir_demo/final --port 7860      # then open http://127.0.0.1:7860
+
+Files, one job each:
+
+- :mod:`vqcnir.app.restoring`: checks on each upload, the one call into the restoration API
+  (:func:`~vqcnir.app.restoring.restore_image`), and the files a restoration writes.
+- :mod:`vqcnir.app.models`: which models the page offers (``--model``, the demo-trained model) and loading them.
+- :mod:`vqcnir.app.folders`: the folder mode, a ``vqcnir-restore`` output folder paired with its inputs.
+- :mod:`vqcnir.app.page`: the page layout (Gradio) and its events.
+- :mod:`vqcnir.app.cli`: the command line, the server settings (local only, no telemetry).
+- :mod:`vqcnir.app.demo`: the README's first command restores the demo's held-out photos with it.
+
+Importing this package needs no Gradio; :mod:`vqcnir.app.page` and :mod:`vqcnir.app.cli` import it when run.
+"""

@@ -1,0 +1,106 @@
+"""The README's first command (``bash scripts/demo.sh``) after training: restore the held-out demo photos.
+
+    python -m vqcnir.app.demo --check     # exit 0 when a demo-trained model exists, 1 when it must be trained
+    python -m vqcnir.app.demo             # restore, print PSNR/SSIM, say where the images are
+
+Restores the demo set's held-out test pairs (tiles of scikit-image photos never seen in training,
+:func:`vqcnir.data.build_demo_set`) with the demo-trained model as ``vqcnir-restore`` does, scores the
+night inputs and the restorations against the sharp, well-lit targets as ``vqcnir-evaluate`` does (PSNR on
+RGB, SSIM on Y), writes an input | restored | target grid, and prints the command that opens the page on
+the restored folder beside its inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from vqcnir.app.models import demo_model_folders, demo_options, display_path, repository_root
+from vqcnir.cli.models import load_model
+from vqcnir.cli.restore import plan_jobs, restore_all
+from vqcnir.data import build_demo_set, pair_by_relative_path, read_rgb
+from vqcnir.data.demo import TEST_PHOTOS
+from vqcnir.data.folders import read_pair, to_tensor
+from vqcnir.metrics import psnr, ssim
+from vqcnir.training.monitor import save_image_grid
+
+RESTORED_FOLDER = "demo_restored"  # inside the demo experiment folder, beside final/ and best/
+
+
+def _score(pairs: Sequence[tuple[str, str]]) -> dict[str, float]:
+    """Mean PSNR (RGB) and SSIM (Y) of ``(image, target)`` files on 8-bit images, as ``vqcnir-evaluate`` scores."""
+    psnrs, ssims = [], []
+    for image_path, target_path in pairs:
+        image, target = (to_tensor(array).unsqueeze(0) for array in read_pair(image_path, target_path))
+        psnrs.append(psnr(image, target).item())
+        ssims.append(ssim(image, target).item())
+    return {"psnr": math.fsum(psnrs) / len(psnrs), "ssim": math.fsum(ssims) / len(ssims)}
+
+
+def _stack(paths: Sequence[str]) -> torch.Tensor:
+    return torch.stack([to_tensor(read_rgb(path)) for path in paths])
+
+
+def run(model_dir: str, output: str, device: torch.device, padding: str = "official") -> dict[str, float]:
+    """Restore the demo test inputs into ``output`` and print the scores; returns input and restored means.
+
+    ``padding`` as the demo recipe's validation pads (``val.padding``), so the scores are the recipe's.
+    """
+    demo = build_demo_set()
+    inputs, targets = os.path.join(demo.test, "lq"), os.path.join(demo.test, "gt")
+    model = load_model(model_dir, device)
+    jobs = plan_jobs(inputs, output)
+    skipped = restore_all(model, jobs, device, padding, progress=False)
+    if skipped:
+        raise RuntimeError(f"could not read {len(skipped)} demo input(s), e.g. {skipped[0]}: rebuild the demo set")
+    night = pair_by_relative_path(inputs, targets)
+    restored = pair_by_relative_path(output, targets)
+    before, after = _score(night), _score(restored)
+    grid = output.rstrip(os.sep) + "_comparison.png"
+    sources = [lq for lq, _ in night]
+    save_image_grid(grid, [_stack(sources), _stack([r for r, _ in restored]), _stack([gt for _, gt in night])], 64)
+
+    model_text, inputs_text, output_text = display_path(model_dir), display_path(inputs), display_path(output)
+    photos = ", ".join(os.path.splitext(name)[0] for name in TEST_PHOTOS)
+    print(f"\nheld-out demo photos: {len(jobs)} tiles of {photos} (never seen in training)")
+    print(f"restored with {model_text}")
+    print("                          PSNR (dB)   SSIM (Y)")
+    print(f"  input (night, blurred)  {before['psnr']:9.2f}   {before['ssim']:.4f}")
+    print(f"  restored                {after['psnr']:9.2f}   {after['ssim']:.4f}")
+    print(f"\nbefore (night inputs):    {inputs_text}")
+    print(f"after (restored PNGs):    {output_text}")
+    print(f"side by side (input | restored | target): {display_path(grid)}")
+    venv_bin = os.path.dirname(sys.executable)
+    app = os.path.join(display_path(venv_bin), "vqcnir-app")
+    print("\nopen the page on them (then http://127.0.0.1:7860, tab 'Folder'; your own photos in 'Restore photos'):")
+    print(f"  {app} --model {model_text} --inputs {inputs_text} --restored {output_text}")
+    return {"input_psnr": before["psnr"], "input_ssim": before["ssim"], "psnr": after["psnr"], "ssim": after["ssim"]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vqcnir.app.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only say whether a demo-trained model exists")
+    parser.add_argument("--model", help="model folder (default: the demo recipe's final, else best)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    args = parser.parse_args(argv)
+    root, options = repository_root(), demo_options()
+    if root is None or options is None:
+        parser.error("the demo needs the vqcnir checkout (recipes/configs/vqcnir_demo.yaml); install it with -e")
+    found = [args.model] if args.model else demo_model_folders([root])
+    if args.check:
+        print(f"demo model: {found[0]}" if found else "no demo-trained model yet: training it")
+        return 0 if found else 1
+    if not found:
+        parser.error("no demo-trained model: run python recipes/train_vqcnir.py first (bash scripts/demo.sh does)")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    run(found[0], os.path.join(root, options.experiment_dir, RESTORED_FOLDER), device, options.val.padding)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Restoring uploaded photos for the page: checks on each upload, the call into the model, the files written.
+
+Every restoration goes through :func:`restore_image`, the one adapter between the page and the library's
+restoration API (see its docstring). Uploads are checked before anything is decoded: extension, file
+size and pixel count (read from the header), then decoded as :func:`vqcnir.data.read_rgb` reads them,
+as ``vqcnir-restore`` does. A rejected upload becomes a message for the page, never an exception.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from vqcnir.cli.models import restore_tensor
+from vqcnir.cli.restore import read_alpha, to_uint8, write_png
+from vqcnir.data import IMAGE_EXTENSIONS, UnreadableImageError, read_rgb
+from vqcnir.data.folders import to_tensor
+
+RestoreProgress = Callable[[int, int, str], None]
+"""``progress(done, total, description)``, the callback of the restoration API."""
+JobProgress = Callable[[float, str], None]
+"""``progress(fraction, description)`` over a whole job of several photos."""
+
+DEFAULT_MAX_UPLOAD_MB = 200
+DEFAULT_MAX_MEGAPIXELS = 64.0
+
+
+def restore_keywords() -> frozenset[str]:
+    """The keyword arguments :func:`vqcnir.cli.models.restore_tensor` accepts in the installed vqcnir."""
+    return frozenset(inspect.signature(restore_tensor).parameters)
+
+
+def restore_image(
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    padding: str = "official",
+    *,
+    max_memory: int | None = None,
+    progress: RestoreProgress | None = None,
+) -> torch.Tensor:
+    """Restore ``[1, 3, H, W]`` in [0, 1] with ``model``: THE adapter to the library's restoration API.
+
+    The agreed API is ``restore_tensor(model, image, padding, *, max_memory=None, tiling="auto",
+    progress=None)`` with ``progress(done, total, description)`` called per tile or segment. Until it
+    lands, ``restore_tensor`` takes neither keyword: the whole image (or today's automatic 512 px tiles
+    above 1600 x 1600 pixels) is one step, reported as ``progress(0, 1, ...)`` then ``progress(1, 1, ...)``,
+    and ``max_memory`` is not applied (``vqcnir-app`` says so at start). Each keyword is passed as soon as
+    ``restore_tensor``'s signature has it; once both exist this function is one call.
+
+    Args:
+        max_memory: memory budget in bytes for the restoration, or None for the library's default.
+        progress: called with ``(done, total, description)``.
+    """
+    accepted = restore_keywords()
+    keywords: dict[str, object] = {}
+    if max_memory is not None and "max_memory" in accepted:
+        keywords["max_memory"] = max_memory
+    if progress is not None and "progress" in accepted:
+        return restore_tensor(model, image, padding=padding, progress=progress, **keywords)
+    if progress is not None:
+        progress(0, 1, "restoring")
+    restored = restore_tensor(model, image, padding=padding, **keywords)
+    if progress is not None:
+        progress(1, 1, "restored")
+    return restored
+
+
+class UploadRejected(ValueError):
+    """An upload the page does not restore; the message is shown on the page."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """The largest upload accepted: ``max_bytes`` of file and ``max_pixels`` of image (width x height)."""
+
+    max_bytes: int = DEFAULT_MAX_UPLOAD_MB * 2**20
+    max_pixels: int = int(DEFAULT_MAX_MEGAPIXELS * 1e6)
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0 or self.max_pixels <= 0:
+            raise ValueError(f"upload limits must be positive, got {self.max_bytes} bytes and {self.max_pixels} pixels")
+
+
+def _file_size(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.1f} KB"
+
+
+def check_upload(path: str, limits: UploadLimits, name: str | None = None) -> tuple[int, int]:
+    """``(width, height)`` of the image file ``path``; raises :class:`UploadRejected` saying why it is refused.
+
+    Checks the extension, the file size and the pixel count from the header, before decoding anything.
+    ``name`` is the file name shown in messages (default: the base name of ``path``).
+    """
+    name = name or os.path.basename(path)
+    if not name.lower().endswith(IMAGE_EXTENSIONS):
+        raise UploadRejected(f"{name} is not an image file: expected one of {', '.join(IMAGE_EXTENSIONS)}")
+    size = os.path.getsize(path)
+    if size > limits.max_bytes:
+        raise UploadRejected(
+            f"{name} is {_file_size(size)}, over the upload limit of {_file_size(limits.max_bytes)} "
+            "(vqcnir-app --max-upload-mb)"
+        )
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        reason = str(error).replace(repr(path), repr(name)).replace(path, name)  # no server paths on the page
+        raise UploadRejected(f"{name} is not an image that can be read ({type(error).__name__}: {reason})") from error
+    if width * height > limits.max_pixels:
+        raise UploadRejected(
+            f"{name} is {width} x {height} = {width * height / 1e6:.3g} megapixels, over the limit of "
+            f"{limits.max_pixels / 1e6:g} megapixels (vqcnir-app --max-megapixels)"
+        )
+    return width, height
+
+
+@dataclass(frozen=True)
+class RestoredPhoto:
+    """One restored upload: ``input_png`` is the photo as the model read it, ``output_png`` the restoration."""
+
+    name: str
+    input_png: str
+    output_png: str
+    width: int
+    height: int
+    seconds: float
+
+
+@dataclass
+class RestoreReport:
+    """What a job restored, and one message per upload it refused or could not restore."""
+
+    restored: list[RestoredPhoto] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+
+def _unique_stem(name: str, taken: set[str]) -> str:
+    stem = os.path.splitext(name)[0] or "photo"
+    candidate, count = stem, 1
+    while candidate in taken:
+        count += 1
+        candidate = f"{stem}-{count}"
+    taken.add(candidate)
+    return candidate
+
+
+def restore_uploads(
+    model: torch.nn.Module,
+    uploads: Sequence[str],
+    folder: str,
+    *,
+    padding: str = "official",
+    max_memory: int | None = None,
+    limits: UploadLimits | None = None,
+    progress: JobProgress | None = None,
+) -> RestoreReport:
+    """Restore each uploaded file into ``folder`` (``<name>.png`` and ``<name>.input.png``), in order.
+
+    Refused uploads (not an image, too large, undecodable) and restorations that fail (out of memory)
+    are reported in :attr:`RestoreReport.rejected` and the job goes on with the next upload.
+    ``progress(fraction, description)`` follows the whole job.
+    """
+    limits = limits or UploadLimits()
+    os.makedirs(folder, exist_ok=True)
+    device = next(model.parameters()).device
+    report, taken = RestoreReport(), set()
+    count = len(uploads)
+    for index, path in enumerate(uploads):
+        name = os.path.basename(path)
+
+        def step(done: int, total: int, description: str, index: int = index, name: str = name) -> None:
+            if progress is not None:
+                fraction = (index + done / max(total, 1)) / count
+                progress(fraction, f"{name} ({index + 1}/{count}): {description}")
+
+        try:
+            check_upload(path, limits, name)
+            rgb = read_rgb(path)
+        except UploadRejected as error:
+            report.rejected.append(str(error))
+            continue
+        except UnreadableImageError as error:
+            reason = error.reason.replace(path, name)
+            report.rejected.append(f"{name} is not an image that can be read ({reason})")
+            continue
+        start = time.perf_counter()
+        try:
+            image = to_tensor(rgb).unsqueeze(0).to(device)
+            restored = restore_image(model, image, padding, max_memory=max_memory, progress=step)
+        except (RuntimeError, MemoryError) as error:  # the allocator's out-of-memory errors are RuntimeErrors
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            report.rejected.append(f"{name} could not be restored: {first_line}")
+            continue
+        seconds = time.perf_counter() - start
+        stem = _unique_stem(name, taken)
+        output_png = os.path.join(folder, f"{stem}.png")
+        input_png = os.path.join(folder, f"{stem}.input.png")
+        write_png(output_png, to_uint8(restored), read_alpha(path))
+        write_png(input_png, rgb)
+        height, width = rgb.shape[:2]
+        report.restored.append(RestoredPhoto(name, input_png, output_png, width, height, seconds))
+    return report
