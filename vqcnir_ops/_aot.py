@@ -57,6 +57,7 @@ import vqcnir_ops  # noqa: E402
 from vqcnir_ops._launch import (  # noqa: E402
     CUDA_MAX_GRID,
     GPU_TARGETS,
+    LaunchRecord,
     Target,
     observe_launches,
     tf32_allowed,
@@ -215,7 +216,8 @@ def record(cases: Sequence[GateCase], targets: Sequence[Target], verbose: bool =
     pending: list[tuple[JITFunction, tuple[int, int, int]]] = []
     current = {"case": ""}
 
-    def on_launch(kernel: JITFunction, grid: tuple[int, int, int], target: Target) -> None:
+    def on_launch(launched: LaunchRecord) -> None:
+        kernel, grid, target = launched.kernel, launched.chunk.grid, launched.target
         pending.append((kernel, grid))
         recording.launches += 1
         for axis, (size, limit) in enumerate(zip(grid, CUDA_MAX_GRID, strict=True)):

@@ -172,14 +172,27 @@ def program_ids(pid1_base, pid2_base):  # noqa: ANN001, ANN201, ANN202  (Triton 
 # --- launching ------------------------------------------------------------------------------------
 
 GRID_BASE_ARGS = ("pid1_base", "pid2_base")
-Observer = Callable[[triton.runtime.JITFunction, tuple[int, int, int], Target], None]
+
+
+@dataclass(frozen=True)
+class LaunchRecord:
+    """One launch as :func:`launch` makes it: the kernel, the chunk's grid and first program ids, the target
+    and the keyword arguments (constexprs, ``num_warps``, ``num_stages``)."""
+
+    kernel: triton.runtime.JITFunction
+    chunk: GridChunk
+    target: Target
+    kwargs: dict[str, object]
+
+
+Observer = Callable[[LaunchRecord], None]
 _OBSERVERS: ContextVar[tuple[Observer, ...]] = ContextVar("vqcnir_launch_observers", default=())
 
 
 @contextlib.contextmanager
 def observe_launches(observer: Observer) -> Iterator[None]:
-    """Call ``observer(kernel, grid, target)`` before every launch inside the block (the compile gate
-    records grids this way)."""
+    """Call ``observer(record)`` before every launch inside the block (the compile gate records grids this
+    way; tests check settings)."""
     token = _OBSERVERS.set((*_OBSERVERS.get(), observer))
     try:
         yield
@@ -207,7 +220,7 @@ def launch(target: Target, kernel: triton.runtime.JITFunction, grid: Sequence[in
     kwargs.setdefault("enable_fp_fusion", True)
     for chunk in chunks:
         for observer in _OBSERVERS.get():
-            observer(kernel, chunk.grid, target)
+            observer(LaunchRecord(kernel, chunk, target, kwargs))
         bases = {"pid1_base": chunk.pid1_base, "pid2_base": chunk.pid2_base} if multi_axis else {}
         kernel[chunk.grid](*args, **bases, **kwargs)
 
