@@ -40,14 +40,18 @@ summary=()
 headers_of() {
   local version="$1" dir="${cache}/torch-${1}-${py_tag}"
   if [[ ! -f "${dir}/std" ]]; then
-    local wheel
-    wheel="$(ls "${cache}"/torch-"${version}"-"${py_tag}"-*.whl 2>/dev/null | head -n 1 || true)"
+    local wheel pattern="${cache}/torch-${version}-*${py_tag}-${py_tag}-*.whl"  # some wheels carry a build tag: -3-
+    wheel="$(ls ${pattern} 2>/dev/null | head -n 1 || true)"
     if [[ -z "${wheel}" ]]; then
       echo "downloading torch ${version} for ${py_tag} into ${cache}" >&2
       "${python}" -m pip download --quiet --no-deps --only-binary=:all: --python-version "${py_tag#cp}" \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         --platform manylinux1_x86_64 "torch==${version}" -d "${cache}" >&2
-      wheel="$(ls "${cache}"/torch-"${version}"-"${py_tag}"-*.whl | head -n 1)"
+      wheel="$(ls ${pattern} 2>/dev/null | head -n 1 || true)"
+      if [[ -z "${wheel}" ]]; then
+        echo "error: pip downloaded no torch ${version} wheel for ${py_tag} into ${cache}" >&2
+        return 1
+      fi
     fi
     rm -rf "${dir}" && mkdir -p "${dir}"
     "${python}" - "${wheel}" "${dir}" <<'EOF'
@@ -97,7 +101,11 @@ compile_cu() {
   done
 }
 for version in "${versions[@]}"; do
-  headers="$(headers_of "${version}")"
+  if ! headers="$(headers_of "${version}")"; then
+    summary+=("torch ${version}: no headers (download or extraction failed)")
+    failures=$((failures + 1))
+    continue
+  fi
   std="$(cat "${headers}/std")"
   inc="${headers}/torch/include"
   flags=(-fsyntax-only "-std=${std}" -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter

@@ -23,7 +23,7 @@ import vqcnir_ops.attention.triton_kernels as attention_tk
 import vqcnir_ops.curve.triton_kernels as curve_tk
 import vqcnir_ops.deform.triton_backward as deform_bwd
 import vqcnir_ops.deform.triton_kernels as deform_tk
-from tests.backends import backend_params
+from tests.backends import GPU, backend_params, device_for
 from vqcnir_ops import bidirectional_channel_attention, curve_map, deform_conv2d
 from vqcnir_ops._launch import (
     CUDA_MAX_GRID,
@@ -41,6 +41,7 @@ from vqcnir_ops.curve.reference import curve_map_ref
 from vqcnir_ops.deform.reference import deform_conv2d_ref
 
 TRITON = [p for p in backend_params("curve_map") if p.values[0] == "triton"]
+DEVICE = device_for("triton")  # a GPU where there is one, else the CPU under Triton's interpreter
 
 
 def _covered(chunks: list[tuple[tuple[int, int, int], int, int]]) -> list[tuple[int, int, int]]:
@@ -164,9 +165,9 @@ def test_deform_launches_within_limits_past_65535_batch(monkeypatch):
 
 @contextlib.contextmanager
 def _tiny_grid_limits(arch: int, kernels: set[str]):
-    """The settings of GPU target ``arch``, run by the interpreter, with at most 2 programs on axis 1 and
-    3 on axis 2; each of ``kernels`` (forward and backward) must have been launched split."""
-    target = dataclasses.replace(GPU_TARGETS[arch], interpreter=True, max_grid=(2**31 - 1, 2, 3))
+    """The settings of GPU target ``arch`` (run by the interpreter on CPU), with at most 2 programs on axis 1
+    and 3 on axis 2; each of ``kernels`` (forward and backward) must have been launched split."""
+    target = dataclasses.replace(GPU_TARGETS[arch], interpreter=not GPU, max_grid=(2**31 - 1, 2, 3))
     launches: list[LaunchRecord] = []
     with use_target(target), observe_launches(launches.append):
         yield launches
@@ -184,31 +185,31 @@ def _grads(out: torch.Tensor, inputs: list[torch.Tensor], seed: int) -> list[tor
 @pytest.mark.parametrize("arch", sorted(GPU_TARGETS))
 def test_split_launches_compute_the_same_curve(backend, arch):
     gen = torch.Generator().manual_seed(arch)
-    x = (0.5 + 0.5 * torch.randn(3, 2, 5, 4, 3, generator=gen)).requires_grad_()  # B x S = 6 on axis 1
-    a = torch.rand(3, 2, 2, 4, 3, generator=gen).requires_grad_()
+    x = (0.5 + 0.5 * torch.randn(3, 2, 5, 4, 3, generator=gen)).to(DEVICE).requires_grad_()  # B x S = 6 on axis 1
+    a = torch.rand(3, 2, 2, 4, 3, generator=gen).to(DEVICE).requires_grad_()
     with _tiny_grid_limits(arch, {"_curve_map_fwd_kernel", "_curve_map_bwd_kernel"}):
         y = curve_map(x, a, backend=backend)
         grads = _grads(y, [x, a], arch)
-    x64, a64 = x.detach().double().requires_grad_(), a.detach().double().requires_grad_()
+    x64, a64 = x.detach().cpu().double().requires_grad_(), a.detach().cpu().double().requires_grad_()
     y64 = curve_map_ref(x64, a64)
     for name, got, want in zip(("y", "dx", "da"), [y, *grads], [y64, *_grads(y64, [x64, a64], arch)], strict=True):
-        assert_close(got.detach(), want.detach(), torch.float32, name)
+        assert_close(got.detach().cpu(), want.detach(), torch.float32, name)
 
 
 @pytest.mark.parametrize("backend", TRITON)
 @pytest.mark.parametrize("arch", [80, 90])
 def test_split_launches_compute_the_same_attention(backend, arch):
     gen = torch.Generator().manual_seed(arch)
-    tensors = [torch.randn(3, 2, 4, 30, generator=gen).requires_grad_() for _ in range(4)]  # B x heads = 6
-    temperature = (1 + 0.1 * torch.randn(2, generator=gen)).requires_grad_()
+    tensors = [torch.randn(3, 2, 4, 30, generator=gen).to(DEVICE).requires_grad_() for _ in range(4)]  # B x heads = 6
+    temperature = (1 + 0.1 * torch.randn(2, generator=gen)).to(DEVICE).requires_grad_()
     with _tiny_grid_limits(arch, {"_bca_gram_kernel", "_bca_mix_kernel"}):
         out = bidirectional_channel_attention(*tensors, temperature, backend=backend)
         grads = _grads(out[0] + out[1], [*tensors, temperature], arch)
-    exact = [t.detach().double().requires_grad_() for t in [*tensors, temperature]]
+    exact = [t.detach().cpu().double().requires_grad_() for t in [*tensors, temperature]]
     ref = bidirectional_channel_attention_ref(*exact)
     expected = _grads(ref[0] + ref[1], exact, arch)
     for i, (got, want) in enumerate(zip([*out, *grads], [*ref, *expected], strict=True)):
-        torch.testing.assert_close(got.detach().double(), want.detach(), rtol=1e-4, atol=1e-5, msg=f"output {i}")
+        torch.testing.assert_close(got.detach().cpu().double(), want.detach(), rtol=1e-4, atol=1e-5, msg=f"output {i}")
 
 
 @pytest.mark.parametrize("backend", TRITON)
@@ -216,22 +217,23 @@ def test_split_launches_compute_the_same_attention(backend, arch):
 def test_split_launches_compute_the_same_deform_conv(backend, arch):
     gen = torch.Generator().manual_seed(arch)
     # axis 2 holds batch x groups = 16 (forward), groups = 4 (weight gradient), batch = 4 (input gradient)
-    x = torch.randn(4, 8, 5, 5, generator=gen).requires_grad_()
-    offset = (torch.randn(4, 2 * 2 * 9, 5, 5, generator=gen)).requires_grad_()  # 2 offset groups
-    mask = torch.rand(4, 2 * 9, 5, 5, generator=gen).requires_grad_()
-    weight = torch.randn(8, 2, 3, 3, generator=gen).requires_grad_()  # 4 groups of 2 channels
-    bias = torch.randn(8, generator=gen).requires_grad_()
-    inputs = [x, offset, weight, bias, mask]
+    x = torch.randn(4, 8, 5, 5, generator=gen)
+    offset = torch.randn(4, 2 * 2 * 9, 5, 5, generator=gen)  # 2 offset groups
+    mask = torch.rand(4, 2 * 9, 5, 5, generator=gen)
+    weight = torch.randn(8, 2, 3, 3, generator=gen)  # 4 groups of 2 channels
+    bias = torch.randn(8, generator=gen)
+    inputs = [t.to(DEVICE).requires_grad_() for t in (x, offset, weight, bias, mask)]
+    x, offset, weight, bias, mask = inputs
     kernels = {"_deform_conv2d_fwd_kernel", "_deform_conv2d_bwd_weight_kernel", "_deform_conv2d_bwd_data_kernel"}
     with _tiny_grid_limits(arch, kernels):
         out = deform_conv2d(x, offset, weight, bias, padding=1, mask=mask, backend=backend)
         grads = _grads(out, inputs, arch)
-    exact = [t.detach().double().requires_grad_() for t in inputs]
+    exact = [t.detach().cpu().double().requires_grad_() for t in inputs]
     ref = deform_conv2d_ref(exact[0], exact[1], exact[2], exact[3], (1, 1), (1, 1), (1, 1), exact[4])
     expected = _grads(ref, exact, arch)
     for i, (got, want) in enumerate(zip([out, *grads], [ref, *expected], strict=True)):
         scale = max(1.0, want.abs().max().item())
-        torch.testing.assert_close(got.detach().double(), want.detach(), rtol=1e-4, atol=1e-5 * scale, msg=f"{i}")
+        torch.testing.assert_close(got.detach().cpu().double(), want.detach(), rtol=1e-4, atol=1e-5 * scale, msg=f"{i}")
 
 
 def test_interpreter_runs_the_smallest_target_settings():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import vqcnir_ops
-from tests.backends import backend_params
+from tests.backends import backend_params, device_for
 from vqcnir_ops._launch import (
     GPU_TARGETS,
     INTERPRETER,
@@ -112,13 +112,12 @@ def test_fp32_dots_follow_the_switch_and_nearest_code_stays_ieee(backend, allow,
     torch.backends.cuda.matmul.allow_tf32 = allow
     records: list[LaunchRecord] = []
     gen = torch.Generator().manual_seed(0)
+    shapes = [(1, 4, 6, 6), (1, 18, 6, 6), (4, 4, 3, 3), (1, 2, 4, 20), (20, 8), (5, 8)]
+    x, offset, weight, q, z, codes = (torch.randn(s, generator=gen).to(device_for(backend)) for s in shapes)
     with observe_launches(records.append):
-        x = torch.randn(1, 4, 6, 6, generator=gen)
-        vqcnir_ops.deform_conv2d(x, torch.randn(1, 18, 6, 6, generator=gen), torch.randn(4, 4, 3, 3, generator=gen),
-                                 padding=1, backend=backend)  # fmt: skip
-        q = torch.randn(1, 2, 4, 20, generator=gen)
-        vqcnir_ops.bidirectional_channel_attention(q, q, q, q, torch.ones(2), backend=backend)
-        vqcnir_ops.nearest_code(torch.randn(20, 8, generator=gen), torch.randn(5, 8, generator=gen), backend=backend)
+        vqcnir_ops.deform_conv2d(x, offset, weight, padding=1, backend=backend)
+        vqcnir_ops.bidirectional_channel_attention(q, q, q, q, torch.ones(2, device=q.device), backend=backend)
+        vqcnir_ops.nearest_code(z, codes, backend=backend)
     precisions = {r.kernel.fn.__name__: r.kwargs.get("DOT_PRECISION") for r in records}
     expected = "tf32" if allow else "ieee"
     assert precisions == {"_deform_conv2d_fwd_kernel": expected, "_bca_gram_kernel": expected,
