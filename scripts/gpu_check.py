@@ -176,12 +176,16 @@ def pytest_in_parallel(files: list[str], logs: str, limit: float, env: dict[str,
     return results
 
 
+# Tests of this script itself: CI runs them; they need no GPU.
+NOT_ON_GPU = ("tests/gpu/test_gpu_check_script.py",)
+
+
 def test_files(folders: list[str]) -> list[str]:
     files = []
     for folder in folders:
         root = os.path.join(REPO, folder)
         for name in sorted(os.listdir(root)):
-            if name.startswith("test_") and name.endswith(".py"):
+            if name.startswith("test_") and name.endswith(".py") and f"{folder}/{name}" not in NOT_ON_GPU:
                 files.append(f"{folder}/{name}")
     return files
 
