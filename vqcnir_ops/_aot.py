@@ -214,7 +214,7 @@ def record(cases: Sequence[GateCase], targets: Sequence[Target], verbose: bool =
     """Run every case on every target; collect the distinct compiles Triton's JIT asks for."""
     recording = Recording()
     pending: list[tuple[JITFunction, tuple[int, int, int]]] = []
-    current = {"case": ""}
+    current: dict = {"case": "", "arch": 0}
 
     def on_launch(launched: LaunchRecord) -> None:
         kernel, grid, target = launched.kernel, launched.chunk.grid, launched.target
@@ -238,7 +238,7 @@ def record(cases: Sequence[GateCase], targets: Sequence[Target], verbose: bool =
                 "vqcnir_ops._launch.launch, which keeps grids within CUDA's limits"
             )
         spec = json.loads(compile["specialization_data"])
-        arch = spec["target"]["arch"]
+        arch = current["arch"]  # (Triton 3.9 also writes it into the specialisation, 3.6 does not)
         dedupe = {k: spec[k] for k in ("signature", "constant_keys", "constant_vals", "attrs_keys", "attrs_vals")}
         dedupe["options"] = spec["options"]
         request_key = (arch, _kernel_key(kernel), json.dumps(dedupe, sort_keys=True, default=str))
@@ -256,6 +256,7 @@ def record(cases: Sequence[GateCase], targets: Sequence[Target], verbose: bool =
     knobs.runtime.jit_cache_hook = on_compile
     try:
         for target in targets:
+            current["arch"] = target.arch
             with _offline(target.arch), use_target(target), observe_launches(on_launch):
                 for case in cases:
                     current["case"] = f"{case.name} [{target.name}]"
