@@ -15,6 +15,11 @@ Two kernels, neither stores the column matrix:
   varies from run to run on a GPU (the interpreter runs programs one by one, so it is reproducible).
   With ``deterministic=True`` the scatter is skipped and the input gradient comes from the reference
   (torch autograd through ``reference.py``), which is reproducible but slower and materialises columns.
+
+Both GEMMs run in float32 (operands upcast for every input dtype) and follow torch's TF32 switch
+(``vqcnir_ops._launch.fp32_dot_precision``): IEEE by default, TF32 where torch allows it for matmuls.
+Grids: output-channel x reduction tiles x groups (weights); pixel blocks on axis 0, offset group x tap,
+batch (inputs); ``_launch.launch`` splits axes 1 and 2 past 65,535.
 """
 
 from __future__ import annotations
