@@ -41,7 +41,8 @@ def restore_matmul_precision():
     if new is not None:
         torch.backends.fp32_precision = new[1]
         torch.backends.cuda.matmul.fp32_precision = new[0]
-    assert tf32_allowed() == (legacy != "highest")
+    # Consistent again: torch itself reads the flag without complaining about mixed APIs (cuBLAS would).
+    assert torch.backends.cuda.matmul.allow_tf32 == (legacy != "highest") == tf32_allowed()
 
 
 def test_gpu_targets_have_the_documented_shared_memory():
