@@ -50,25 +50,51 @@ class Report:
     bench: str
     device: str
     torch: str
+    dtype: str = "float32"
     results: list[Result] = field(default_factory=list)
 
 
-def parse_args(description: str) -> argparse.Namespace:
-    """The options every benchmark takes: --device, --quick, --no-compile, --no-save."""
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def parse_args(
+    description: str, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """The options every benchmark takes (and ``add_arguments``' own): --device, --dtype, --quick, --only,
+    --no-compile, --no-save, --results-dir, --json-out, --threads. ``args.dtype`` is a torch dtype."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="dtype of the inputs")
     parser.add_argument("--quick", action="store_true", help="one small case (smoke test)")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile provider")
+    parser.add_argument("--only", default="", help="comma-separated texts: only cases whose name contains one")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile providers")
     parser.add_argument("--no-save", action="store_true", help="print only; do not append JSON")
+    parser.add_argument("--results-dir", default=RESULTS_DIR, help=f"where <bench>.jsonl is appended ({RESULTS_DIR})")
+    parser.add_argument("--json-out", default="", help="also append this run's report(s) to this file, one JSON a line")
     parser.add_argument(
         "--threads", type=int, default=None,
         help="torch CPU threads (default: torch's). On a loaded machine use 1: OpenMP workers that spin while "
         "a sibling is descheduled make multi-threaded timings erratic",
     )  # fmt: skip
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch sees no CUDA device (torch {torch.__version__}, CUDA "
+                     f"{torch.version.cuda})")  # fmt: skip
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    args.dtype = DTYPES[args.dtype]
     return args
+
+
+def select(cases: list[Case], only: str) -> list[Case]:
+    """The cases whose name contains one of the comma-separated texts of ``only`` (all when empty)."""
+    wanted = [text.strip() for text in only.split(",") if text.strip()]
+    chosen = [case for case in cases if not wanted or any(text in case.name for text in wanted)]
+    if not chosen:
+        raise SystemExit(f"--only {only!r} matches no case; cases: {[case.name for case in cases]}")
+    return chosen
 
 
 def device_name(device: torch.device) -> str:
@@ -142,12 +168,14 @@ def run(
     providers: dict[str, Callable[[tuple], Callable[[], object]]],
     device: torch.device,
     baseline: str,
-    save: bool = True,
+    args: argparse.Namespace,
 ) -> Report:
-    """Time every provider on every case. A provider maps inputs to a zero-argument callable; one that
-    raises is reported with its error instead of a time."""
-    report = Report(bench=bench, device=device_name(device), torch=torch.__version__)
-    for case in cases:
+    """Time every provider on every case selected by ``args.only``. A provider maps inputs to a
+    zero-argument callable; one that raises is reported with its error instead of a time. Prints the
+    table, appends the JSON record (unless ``args.no_save``) and a copy to ``args.json_out``."""
+    report = Report(bench=bench, device=device_name(device), torch=torch.__version__,
+                    dtype=str(args.dtype).removeprefix("torch."))  # fmt: skip
+    for case in select(cases, args.only):
         inputs = case.make_inputs(device)
         base_ms = None
         for name, make in providers.items():
@@ -166,13 +194,17 @@ def run(
             result.gbps = case.bytes / ms / 1e6 if case.bytes else None
             report.results.append(result)
     print_table(report, baseline)
-    if save:
-        append_json(report)
+    if not args.no_save:
+        append_json(report, args.results_dir)
+    if args.json_out:
+        with open(args.json_out, "a") as out:
+            out.write(json.dumps(asdict(report), allow_nan=True) + "\n")
     return report
 
 
 def print_table(report: Report, baseline: str) -> None:
-    print(f"\n{report.bench} on {report.device}, torch {report.torch}; speed-up = {baseline} time / provider time")
+    print(f"\n{report.bench} on {report.device}, torch {report.torch}, {report.dtype} inputs; "
+          f"speed-up = {baseline} time / provider time")  # fmt: skip
     header = f"{'case':<34} {'provider':<22} {'ms':>10} {'speed-up':>9} {'peak MiB':>9} {'TFLOP/s':>8} {'GB/s':>8}"
     print(header)
     print("-" * len(header))
@@ -187,9 +219,9 @@ def print_table(report: Report, baseline: str) -> None:
         )
 
 
-def append_json(report: Report) -> str:
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    path = os.path.join(RESULTS_DIR, f"{report.bench}.jsonl")
+def append_json(report: Report, results_dir: str = RESULTS_DIR) -> str:
+    os.makedirs(results_dir, exist_ok=True)
+    path = os.path.join(results_dir, f"{report.bench}.jsonl")
     record = asdict(report) | {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     with open(path, "a") as out:
         out.write(json.dumps(record, allow_nan=True) + "\n")

@@ -1,6 +1,7 @@
 """Fused bi-directional channel attention vs the official TWAM code, at VQCNIR's decoder levels.
 
-    python benchmarks/bench_channel_attention.py [--device cpu|cuda] [--batch B] [--quick] [--no-compile] [--no-save]
+    python benchmarks/bench_channel_attention.py [--device cpu|cuda] [--dtype ...] [--batch B] [--quick] [--only TEXT]
+                                                 [--no-compile] [--no-save] [--json-out FILE]
 
 Each case is a decoder level of 256 px crops (256ch@32x32, 256ch@64x64 with 4 heads, 128ch@128x128 with 2,
 64ch@256x256 with 1) and a 1080p image at the 1/8 level (256ch@135x240, 4 heads), for the forward alone and
@@ -13,14 +14,13 @@ torch.compile). On CPU the default batch is 1 (8 takes far past 3 minutes on 2 c
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import Case, run  # noqa: E402
+from _harness import Case, parse_args, run  # noqa: E402
 
 import vqcnir_ops  # noqa: E402
 from vqcnir_ops import _backend  # noqa: E402
@@ -51,13 +51,13 @@ def fused(q_d, q_g, v_d, v_g, f_d, f_g, temperature, beta, gamma, heads, backend
     )
 
 
-def make_inputs(batch, channels, height, width, heads, backward):
+def make_inputs(batch, channels, height, width, heads, backward, dtype):
     def build(device):
         def act():
-            return torch.randn(batch, channels, height, width, device=device, requires_grad=backward)
+            return torch.randn(batch, channels, height, width, device=device, dtype=dtype, requires_grad=backward)
 
-        def param(*shape, base=0.0):
-            return (base + 0.1 * torch.randn(*shape, device=device)).requires_grad_(backward)
+        def param(*shape, base=0.0):  # in the inputs' dtype, as in a model cast with .to(dtype)
+            return (base + 0.1 * torch.randn(*shape, device=device)).to(dtype).requires_grad_(backward)
 
         tensors = [act() for _ in range(6)]
         return (*tensors, param(heads, base=1.0), param(channels), param(channels), heads)
@@ -65,7 +65,7 @@ def make_inputs(batch, channels, height, width, heads, backward):
     return build
 
 
-def cases(batch: int, quick: bool) -> list[Case]:
+def cases(batch: int, quick: bool, dtype: torch.dtype) -> list[Case]:
     shapes = [(name, batch, c, h, w, heads) for name, c, h, w, heads in LEVELS]
     shapes.append((IMAGE_1080P[0], 1, *IMAGE_1080P[1:]))
     if quick:
@@ -75,11 +75,12 @@ def cases(batch: int, quick: bool) -> list[Case]:
         for name, b, c, h, w, heads in shapes:
             n = h * w
             flops = 6.0 * b * c * (c // heads) * n  # one gram and two map applications, 2 flops per MAC
-            moved = 8 * b * c * n * 4  # 6 inputs read, 2 outputs written, float32
+            moved = 8 * b * c * n * dtype.itemsize  # 6 inputs read, 2 outputs written
             mode = "fwd+bwd" if backward else "fwd"
             if backward:  # the backward does two more grams and four more passes
                 flops, moved = 3 * flops, 2.5 * moved
-            out.append(Case(f"{name} B{b} {mode}", make_inputs(b, c, h, w, heads, backward), flops=flops, bytes=moved))
+            make = make_inputs(b, c, h, w, heads, backward, dtype)
+            out.append(Case(f"{name} B{b} {mode}", make, flops=flops, bytes=moved))
     return out
 
 
@@ -101,13 +102,10 @@ def timed(fn):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=None, help="crops per batch (default 8 on GPU, 1 on CPU)")
-    parser.add_argument("--quick", action="store_true", help="one small case (smoke test)")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile providers")
-    parser.add_argument("--no-save", action="store_true", help="print only; do not append JSON")
-    args = parser.parse_args()
+    def add_batch(parser):
+        parser.add_argument("--batch", type=int, default=None, help="crops per batch (default 8 on GPU, 1 on CPU)")
+
+    args = parse_args(__doc__.splitlines()[0], add_batch)
     device = torch.device(args.device)
     batch = args.batch or (8 if device.type == "cuda" else 1)
     # One compiled graph per case and mode (dynamic=False): past the default limit of 8 dynamo would
@@ -126,8 +124,7 @@ def main() -> None:
             providers[backend] = timed(lambda *a, b=backend: fused(*a, backend=b))
     if not args.no_compile:
         providers["auto+compile"] = timed(torch.compile(fused, dynamic=False))
-    run("bench_channel_attention", cases(batch, args.quick), providers, device, baseline="official",
-        save=not args.no_save)  # fmt: skip
+    run("bench_channel_attention", cases(batch, args.quick, args.dtype), providers, device, "official", args)
 
 
 if __name__ == "__main__":

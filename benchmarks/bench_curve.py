@@ -1,6 +1,7 @@
 """Fused curve mapping (IMACConv's iterated curve) vs the plain PyTorch reference, at VQCNIR's shapes.
 
-    python benchmarks/bench_curve.py [--device cpu|cuda] [--quick] [--no-compile] [--no-save]
+    python benchmarks/bench_curve.py [--device cpu|cuda] [--dtype float32|float16|bfloat16] [--quick] [--only TEXT]
+                                     [--no-compile] [--no-save] [--json-out FILE]
 
 Shapes: the AIEM at 256 channels runs IMACConv on 256 channels split 4 ways (Cs = 64, n = 3), at 1/8
 resolution: 32 x 32 for 256 px training crops (batch 8), 135 x 240 for a 1080p image (batch 1).
@@ -27,20 +28,21 @@ from vqcnir_ops.curve.reference import curve_map_ref  # noqa: E402
 SPLITS, CURVES = 4, 3
 
 
-def cases(quick: bool) -> list[Case]:
+def cases(quick: bool, dtype: torch.dtype) -> list[Case]:
     shapes = [("AIEM 256px crops b8 32x32", 8, 256, 32, 32), ("AIEM 1080p b1 135x240", 1, 256, 135, 240)]
     if quick:
         shapes = [("quick b2 C64 16x16", 2, 64, 16, 16)]
     out = []
     for name, b, c, h, w in shapes:
         x_elems, a_elems = b * c * h * w, b * SPLITS * CURVES * h * w
-        fwd_bytes = 4 * (2 * x_elems + a_elems)
-        bwd_bytes = 4 * (3 * x_elems + 2 * a_elems)
+        size = dtype.itemsize
+        fwd_bytes = size * (2 * x_elems + a_elems)
+        bwd_bytes = size * (3 * x_elems + 2 * a_elems)
 
         def make(device: torch.device, b=b, c=c, h=h, w=w, backward=False) -> tuple:
             gen = torch.Generator().manual_seed(0)
-            x = (0.5 + 0.5 * torch.randn(b, SPLITS, c // SPLITS, h, w, generator=gen)).to(device)
-            a = torch.rand(b, SPLITS, CURVES, h, w, generator=gen).to(device)
+            x = (0.5 + 0.5 * torch.randn(b, SPLITS, c // SPLITS, h, w, generator=gen)).to(device, dtype)
+            a = torch.rand(b, SPLITS, CURVES, h, w, generator=gen).to(device, dtype)
             return x.requires_grad_(backward), a.requires_grad_(backward), torch.randn_like(x), backward
 
         out.append(Case(f"{name} fwd", make, bytes=fwd_bytes))
@@ -72,7 +74,7 @@ def main() -> None:
             continue  # the interpreter is for tests, not speed
         if _backend.backend_unavailable_reason(backend, device.type) is None:
             providers[backend] = provider(lambda x, a, b=backend: curve_map(x, a, backend=b))
-    run("bench_curve", cases(args.quick), providers, device, baseline="reference", save=not args.no_save)
+    run("bench_curve", cases(args.quick, args.dtype), providers, device, "reference", args)
 
 
 if __name__ == "__main__":

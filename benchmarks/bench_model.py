@@ -81,14 +81,7 @@ def main() -> None:
 
     for mode, provider in (("forward", forward), ("train step", train_step)):
         providers = {"reference": provider("reference"), "fused (auto)": provider(None)}
-        run(
-            f"bench_model_{mode.replace(' ', '_')}",
-            cases(device, args.quick),
-            providers,
-            device,
-            "reference",
-            not args.no_save,
-        )
+        run(f"bench_model_{mode.replace(' ', '_')}", cases(device, args.quick), providers, device, "reference", args)
 
 
 if __name__ == "__main__":

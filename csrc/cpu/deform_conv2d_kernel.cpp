@@ -230,7 +230,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
       }
     }
   });
-  const at::Tensor grad_bias = gout.sum({0, 2});
+  // IntArrayRef spelled out: a bare {0, 2} matches both the OptionalIntArrayRef and the DimnameList overload
+  // with torch 2.4-2.11 headers (an error there; scripts/check_torch_builds.sh compiles against them).
+  const at::Tensor grad_bias = gout.sum(at::IntArrayRef{0, 2});
   return {grad_input.to(input.scalar_type()), grad_offset.to(offset.scalar_type()), grad_mask.to(mask.scalar_type()),
           grad_weight.view(weight.sizes()).to(weight.scalar_type()), grad_bias.to(bias.scalar_type())};
 }

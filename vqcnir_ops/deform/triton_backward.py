@@ -15,6 +15,11 @@ Two kernels, neither stores the column matrix:
   varies from run to run on a GPU (the interpreter runs programs one by one, so it is reproducible).
   With ``deterministic=True`` the scatter is skipped and the input gradient comes from the reference
   (torch autograd through ``reference.py``), which is reproducible but slower and materialises columns.
+
+Both GEMMs run in float32 (operands upcast for every input dtype) and follow torch's TF32 switch
+(``vqcnir_ops._launch.fp32_dot_precision``): IEEE by default, TF32 where torch allows it for matmuls.
+Grids: output-channel x reduction tiles x groups (weights); pixel blocks on axis 0, offset group x tap,
+batch (inputs); ``_launch.launch`` splits axes 1 and 2 past 65,535.
 """
 
 from __future__ import annotations
@@ -23,17 +28,19 @@ import torch
 import triton
 import triton.language as tl
 
+from vqcnir_ops._launch import Target, fp32_dot_precision, launch, launch_target, program_ids, stages_that_fit
 from vqcnir_ops.deform.reference import deform_conv2d_grads_ref
-from vqcnir_ops.deform.triton_kernels import _columns_tile, _neighbours, block, geometry
+from vqcnir_ops.deform.triton_kernels import NUM_WARPS, SAMPLE_LOADS, _columns_tile, _neighbours, block, geometry
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["pid1_base", "pid2_base"])
 def _deform_conv2d_bwd_weight_kernel(
     gout_ptr, in_ptr, off_ptr, mask_ptr, gw_ptr,
     B, C, H, W, Wo, L, COUT, G, CPG, K, KW, SH, SW, PH, PW, DH, DW,
-    BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+    pid1_base, pid2_base,
+    DOT_PRECISION: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):  # fmt: skip
-    pid_n, pid_r, group = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_n, pid_r, group = program_ids(pid1_base, pid2_base)
     cin_g = C // G
     cout_g = COUT // G
     red = cin_g * K
@@ -51,18 +58,20 @@ def _deform_conv2d_bwd_weight_kernel(
                               C, H, W, L, CPG, K, KW, SH, SW, PH, PW, DH, DW)  # fmt: skip
             g_at = gout_ptr + (b * COUT + group * cout_g + n[:, None]).to(tl.int64) * L + p[None, :]
             g = tl.load(g_at, mask=n_ok[:, None] & p_ok[None, :], other=0.0).to(tl.float32)
-            acc += tl.dot(g, a, input_precision="ieee")
+            acc += tl.dot(g, a, input_precision=DOT_PRECISION)
     gw_at = gw_ptr + (group * cout_g + n[:, None]).to(tl.int64) * red + r[None, :]
     tl.store(gw_at, acc, mask=n_ok[:, None] & r_ok[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["pid1_base", "pid2_base"])
 def _deform_conv2d_bwd_data_kernel(
     gout_ptr, in_ptr, off_ptr, mask_ptr, w_ptr, gin_ptr, goff_ptr, gmask_ptr,
     C, H, W, Wo, L, COUT, G, CPG, K, KW, SH, SW, PH, PW, DH, DW,
-    SCATTER: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+    pid1_base, pid2_base,
+    SCATTER: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    pid_p, gk, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_p, gk, b = program_ids(pid1_base, pid2_base)
     og = gk // K
     k = gk % K
     n_og = C // CPG
@@ -91,7 +100,7 @@ def _deform_conv2d_bwd_data_kernel(
             same = (n[:, None] // cout_g) == (c[None, :] // cin_g)
             w_at = w_ptr + (n[:, None].to(tl.int64) * cin_g + c[None, :] % cin_g) * K + k
             wt = tl.load(w_at, mask=same & n_ok[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
-            gcol += tl.dot(g, wt, input_precision="ieee")
+            gcol += tl.dot(g, wt, input_precision=DOT_PRECISION)
         ok = p_ok[:, None] & c_ok[None, :]
         plane = (b * C + c[None, :]).to(tl.int64) * H * W
         yy = tl.broadcast_to(y[:, None], [BLOCK_P, BLOCK_C])
@@ -121,6 +130,29 @@ def _deform_conv2d_bwd_data_kernel(
     tl.store(gmask_ptr + (b * n_og * K + gk).to(tl.int64) * L + p, grad_m, mask=p_ok)
 
 
+def weight_grad_config(cout_per_group: int, dtype: torch.dtype, precision: str, target: Target) -> dict[str, int]:
+    """Tiles, warps and pipeline depth of the weight-gradient kernel on ``target``.
+
+    Its pixel loop loads the samples' tiles and a grad_out tile; two stages of float32 tiles need ~80 KB.
+    An IEEE float32 dot (FMA) of float32 inputs keeps both operands in registers and spills with a
+    pipeline, so it runs without one (it spilled 0.6 KB per thread with two stages, none with one).
+    """
+    block_p, block_n, block_r = 64, block(cout_per_group, 64), 32
+    per_stage = (SAMPLE_LOADS * block_p * block_r + block_n * block_p) * dtype.itemsize
+    deepest = 1 if dtype == torch.float32 and precision == "ieee" else 2
+    stages = stages_that_fit(target, per_stage, fixed_bytes=4 * block_p * (block_r + block_n), deepest=deepest)
+    return dict(BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_R=block_r, num_warps=NUM_WARPS, num_stages=stages)
+
+
+def data_grad_config(cout: int, channels_per_offset_group: int, target: Target) -> dict[str, int]:
+    """Tiles, warps and pipeline depth of the input/offset/mask-gradient kernel on ``target``: its inner loop
+    loads a grad_out tile and a weight tile (float32 after the load), ~12 KB per stage."""
+    block_p, block_n, block_c = 64, block(cout, 32), block(channels_per_offset_group, 32)
+    per_stage = 4 * (block_p * block_n + block_n * block_c)
+    stages = stages_that_fit(target, per_stage, fixed_bytes=4 * block_p * block_c, deepest=2)
+    return dict(BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_C=block_c, num_warps=NUM_WARPS, num_stages=stages)
+
+
 def deform_conv2d_backward_triton(
     grad_out: torch.Tensor, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
     bias: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
@@ -136,17 +168,21 @@ def deform_conv2d_backward_triton(
     grad_offset = torch.empty(offset.shape, **f32)
     grad_mask = torch.empty(mask.shape, **f32)
 
-    block_p, block_n, block_r = 64, block(cout // groups, 64), 32
-    grid_w = (triton.cdiv(cout // groups, block_n), triton.cdiv(red, block_r), groups)
-    _deform_conv2d_bwd_weight_kernel[grid_w](
-        gout, xc, off, m, grad_weight, batch, **geo, BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_R=block_r, num_warps=4
-    )
-    grid_d = (triton.cdiv(geo["L"], block_p), offset.shape[1] // 2, batch)
-    if batch > 0:
-        _deform_conv2d_bwd_data_kernel[grid_d](
-            gout, xc, off, m, w, grad_input, grad_offset, grad_mask, **geo, SCATTER=not deterministic,
-            BLOCK_P=block_p, BLOCK_N=block(cout, 32), BLOCK_C=block(geo["CPG"], 32), num_warps=4,
-        )  # fmt: skip
+    target = launch_target(x.device)
+    precision = fp32_dot_precision()
+    config_w = weight_grad_config(cout // groups, x.dtype, precision, target)
+    grid_w = (triton.cdiv(cout // groups, config_w["BLOCK_N"]), triton.cdiv(red, config_w["BLOCK_R"]), groups)
+    launch(
+        target, _deform_conv2d_bwd_weight_kernel, grid_w, gout, xc, off, m, grad_weight, batch, **geo,
+        DOT_PRECISION=precision, **config_w,
+    )  # fmt: skip
+    config_d = data_grad_config(cout, geo["CPG"], target)
+    grid_d = (triton.cdiv(geo["L"], config_d["BLOCK_P"]), offset.shape[1] // 2, batch)
+    launch(
+        target, _deform_conv2d_bwd_data_kernel, grid_d,
+        gout, xc, off, m, w, grad_input, grad_offset, grad_mask, **geo, SCATTER=not deterministic,
+        DOT_PRECISION=precision, **config_d,
+    )  # fmt: skip
     if deterministic:
         grad_input = deform_conv2d_grads_ref(grad_out, x, offset, mask, weight, bias, stride, padding, dilation)[0]
     grad_bias = grad_out.float().sum((0, 2, 3))

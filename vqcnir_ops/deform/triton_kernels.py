@@ -5,9 +5,12 @@ channel of the conv group, tap), where ``A`` (the "columns") holds the masked bi
 never stored: one program owns ``BLOCK_P`` output pixels x ``BLOCK_N`` output channels of one image and
 conv group; for each ``BLOCK_R`` slice of the reduction it loads the slice's offsets and mask, gathers
 the four neighbours of every sample, forms the ``[BLOCK_P, BLOCK_R]`` tile of ``A`` in registers and feeds
-it to ``tl.dot`` with the ``[BLOCK_R, BLOCK_N]`` weight tile (float32 accumulation; IEEE float32 dot for
-float32 inputs, tensor-core float16/bfloat16 dot with float32 accumulation for half inputs on a GPU; the
-interpreter, whose bfloat16 dot is not reliable, uses the float32 dot for every dtype).
+it to ``tl.dot`` with the ``[BLOCK_R, BLOCK_N]`` weight tile (float32 accumulation; for float32 inputs a
+float32 dot that follows torch's TF32 switch, ``vqcnir_ops._launch.fp32_dot_precision``: IEEE by default,
+TF32 where torch allows it for matmuls, as torchvision's cuBLAS GEMM does; tensor-core float16/bfloat16
+dot with float32 accumulation for half inputs on a GPU; the interpreter, whose bfloat16 dot is not
+reliable, uses the float32 dot for every dtype). Grid: pixel blocks on axis 0 (they grow with the image),
+output-channel blocks on axis 1, batch x groups on axis 2 (split by ``_launch.launch`` past 65,535).
 
 Contract: ``reference.py`` (torchvision's semantics). All tensors are made contiguous by the launcher.
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from vqcnir_ops._launch import Target, fp32_dot_precision, launch, launch_target, program_ids, stages_that_fit
 
 
 @triton.jit
@@ -63,13 +68,15 @@ def _columns_tile(
     return value * m.to(tl.float32)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["pid1_base", "pid2_base"])
 def _deform_conv2d_fwd_kernel(
     in_ptr, off_ptr, mask_ptr, w_ptr, bias_ptr, out_ptr,
     C, H, W, Wo, L, COUT, G, CPG, K, KW, SH, SW, PH, PW, DH, DW,
-    LOW_PRECISION: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+    pid1_base, pid2_base,
+    LOW_PRECISION: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):  # fmt: skip
-    pid_p, pid_n, pid_bg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_p, pid_n, pid_bg = program_ids(pid1_base, pid2_base)
     b = pid_bg // G
     group = pid_bg % G
     cin_g = C // G
@@ -93,7 +100,7 @@ def _deform_conv2d_fwd_kernel(
         if LOW_PRECISION:
             acc += tl.dot(a.to(wt.dtype), wt)
         else:
-            acc += tl.dot(a, wt.to(tl.float32), input_precision="ieee")
+            acc += tl.dot(a, wt.to(tl.float32), input_precision=DOT_PRECISION)
     acc += tl.load(bias_ptr + group * cout_g + n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
     out_at = out_ptr + (b * COUT + group * cout_g + n[None, :]).to(tl.int64) * L + p[:, None]
     tl.store(out_at, acc.to(out_ptr.dtype.element_ty), mask=p_ok[:, None] & n_ok[None, :])
@@ -102,6 +109,26 @@ def _deform_conv2d_fwd_kernel(
 def block(size: int, cap: int) -> int:
     """Power-of-two block for a dimension of ``size``, at least 16 (``tl.dot``'s minimum), at most ``cap``."""
     return max(16, min(cap, triton.next_power_of_2(max(1, size))))
+
+
+# 8 warps for every deformable-conv kernel: a [64, 32] tile of samples, with its offsets, mask, four gathered
+# neighbours and their addresses, is live at once; with 4 warps ptxas spilled 0.5-7 KB per thread (compile gate).
+NUM_WARPS = 8
+# Loads of one step of a sampling loop: the two offsets, the mask and four neighbours of every sample.
+SAMPLE_LOADS = 7
+
+
+def forward_config(cout_per_group: int, dtype: torch.dtype, target: Target) -> dict[str, int]:
+    """Tiles, warps and pipeline depth of the forward kernel on ``target``.
+
+    Triton pipelines every load of the reduction loop (the samples' tiles and the weight tile); three
+    stages of float32 tiles need ~136 KB of shared memory, which sm_80/sm_90 have and sm_86/sm_89 (99 KB)
+    do not: there the pipeline is two deep (~72 KB).
+    """
+    block_p, block_n, block_r = 64, block(cout_per_group, 64), 32
+    per_stage = (SAMPLE_LOADS * block_p * block_r + block_r * block_n) * dtype.itemsize
+    stages = stages_that_fit(target, per_stage, fixed_bytes=4 * block_p * block_r)
+    return dict(BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_R=block_r, num_warps=NUM_WARPS, num_stages=stages)
 
 
 def geometry(
@@ -132,15 +159,18 @@ def deform_conv2d_triton(
     x, offset, mask = x.contiguous(), offset.contiguous(), mask.contiguous()
     weight, bias = weight.to(x.dtype).contiguous(), bias.contiguous()
     batch, cout, groups = x.shape[0], geo["COUT"], geo["G"]
+    target = launch_target(x.device)
     # The interpreter rounds float32 -> bfloat16 stores by truncation: there, store float32 and let torch round.
-    out_dtype = x.dtype if x.is_cuda else torch.float32
+    out_dtype = torch.float32 if target.interpreter else x.dtype
     out = torch.empty(batch, cout, offset.shape[2], offset.shape[3], dtype=out_dtype, device=x.device)
     if out.numel() == 0:
         return out.to(x.dtype)
-    block_p, block_n, block_r = 64, block(cout // groups, 64), 32
-    grid = (triton.cdiv(geo["L"], block_p), triton.cdiv(cout // groups, block_n), batch * groups)
-    _deform_conv2d_fwd_kernel[grid](
-        x, offset, mask, weight, bias, out, **geo, LOW_PRECISION=x.is_cuda and x.dtype != torch.float32,
-        BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_R=block_r, num_warps=4,
+    config = forward_config(cout // groups, x.dtype, target)
+    grid = (triton.cdiv(geo["L"], config["BLOCK_P"]), triton.cdiv(cout // groups, config["BLOCK_N"]), batch * groups)
+    launch(
+        target, _deform_conv2d_fwd_kernel, grid,
+        x, offset, mask, weight, bias, out, **geo,
+        LOW_PRECISION=not target.interpreter and x.dtype != torch.float32, DOT_PRECISION=fp32_dot_precision(),
+        **config,
     )  # fmt: skip
     return out.to(x.dtype)
