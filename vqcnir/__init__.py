@@ -9,7 +9,7 @@ from vqcnir._version import __version__
 from vqcnir.checkpoint import CheckpointError, load_pretrained, save_pretrained
 from vqcnir.config import VQCNIRConfig
 from vqcnir.model import VQCNIR, VQCNIROutput
-from vqcnir.official import convert_official_state_dict, load_official_checkpoint
+from vqcnir.official import load_official_checkpoint, vqcnir_state_dict_from_official
 from vqcnir.vqgan import VQGAN, VQGANOutput
 
 __all__ = [
@@ -19,9 +19,9 @@ __all__ = [
     "VQCNIRConfig",
     "VQCNIROutput",
     "VQGANOutput",
-    "convert_official_state_dict",
     "load_official_checkpoint",
     "load_pretrained",
     "save_pretrained",
+    "vqcnir_state_dict_from_official",
     "__version__",
 ]

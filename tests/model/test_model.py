@@ -119,7 +119,17 @@ def test_official_checkpoint_loads_into_the_same_function(tmp_path):
     state.pop("main_decode.extra.weight")
     state.pop("out_conv.bias")
     torch.save({"params": state}, path)
-    with pytest.raises(RuntimeError, match=r"missing \['to_rgb.bias'\]"):
+    # Missing, extra and mis-shaped tensors are named by their official keys, not ours (to_rgb.bias).
+    with pytest.raises(RuntimeError, match=r"missing official keys \['out_conv.bias'\]"):
+        load_official_checkpoint(path, config=TINY)
+    state["out_conv.bias"] = torch.zeros(4)
+    torch.save({"params": state}, path)
+    with pytest.raises(RuntimeError, match=r"wrong shapes \['out_conv.bias \(4,\) \(expected \(3,\)\)'\]"):
+        load_official_checkpoint(path, config=TINY)
+    state["out_conv.bias"] = torch.zeros(3)
+    state["multiscale_encoder.blocks.3.blks.9.gamma"] = torch.zeros(1, 8, 1, 1)  # an AIEM block TINY lacks
+    torch.save({"params": state}, path)
+    with pytest.raises(RuntimeError, match=r"unexpected official keys \['multiscale_encoder.blocks.3.blks.9.gamma'\]"):
         load_official_checkpoint(path, config=TINY)
     with pytest.raises(FileNotFoundError, match="'path'"):
         load_official_checkpoint(tmp_path / "absent.pth")
