@@ -118,7 +118,7 @@ def main() -> None:
     for backend in vqcnir_ops.BACKENDS:
         if backend == "triton" and device.type == "cpu":
             continue  # the interpreter is for tests, not speed
-        if backend in _backend.registered_ops()["bidirectional_channel_attention"].dtypes and (
+        if backend in _backend.registered_ops()["bidirectional_channel_attention"].backends and (
             _backend.backend_unavailable_reason(backend, device.type) is None
         ):
             providers[backend] = timed(lambda *a, b=backend: fused(*a, backend=b))

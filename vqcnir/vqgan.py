@@ -126,5 +126,5 @@ def check_image(image: torch.Tensor, channels: int) -> None:
     if image.shape[2] % 8 or image.shape[3] % 8:
         raise ValueError(
             f"argument 'image' must have H and W divisible by 8, got {tuple(image.shape[2:])}; "
-            "use vqcnir.inference.restore (pads and crops back) for other sizes"
+            "use VQCNIR.restore or vqcnir.inference.padded (they pad, run and crop back) for other sizes"
         )

@@ -1,7 +1,8 @@
 """vqcnir_ops: fused kernels and reusable layers of VQCNIR, usable in any PyTorch network.
 
 Importing this package needs neither Triton, nor CUDA, nor the compiled extension ``vqcnir_ops._C``;
-each backend is loaded the first time it is used. ``python -m vqcnir_ops`` reports which backends
+each backend is loaded the first time it is used. The package is generic: the converters of the
+official VQCNIR checkpoint's keys live in ``vqcnir.official``. ``python -m vqcnir_ops`` reports which backends
 this machine can run and why the others are missing.
 """
 
@@ -13,24 +14,20 @@ from vqcnir_ops.aiem import (
     LargeKernelAttention,
     SimpleGate,
     SimplifiedChannelAttention,
-    convert_official_aiem,
-    convert_official_aiem_blocks,
 )
 from vqcnir_ops.attention import (
     BidirectionalChannelAttention,
     bidirectional_channel_attention,
     bidirectional_channel_attention_ref,
-    convert_twam_state_dict,
 )
 from vqcnir_ops.curve import IMACConv, curve_map, curve_map_ref
-from vqcnir_ops.dbca import DBCA, dbca_state_dict_from_official
+from vqcnir_ops.dbca import DBCA
 from vqcnir_ops.deform import (
     DeformConv2d,
     DeformConv2dPack,
     TextureWarp,
     deform_conv2d,
     deform_conv2d_ref,
-    texture_warp_state_dict_from_official,
 )
 from vqcnir_ops.norm import LayerNorm2d, layer_norm_2d_ref
 from vqcnir_ops.quantize import QuantizerOutput, VectorQuantizer, nearest_code, nearest_code_ref
@@ -64,12 +61,6 @@ __all__ = [
     "SimplifiedChannelAttention",
     "TextureWarp",
     "VectorQuantizer",
-    # official checkpoint key mappings
-    "convert_official_aiem",
-    "convert_official_aiem_blocks",
-    "convert_twam_state_dict",
-    "dbca_state_dict_from_official",
-    "texture_warp_state_dict_from_official",
     # backends
     "BACKENDS",
     "BackendUnavailableError",

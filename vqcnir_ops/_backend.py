@@ -1,4 +1,4 @@
-"""The one place that decides which implementation of an op runs.
+"""The glue of every op, written once: its backends, the choice among them, and how they are called.
 
 Backends:
 
@@ -8,62 +8,156 @@ Backends:
 - ``triton``: the Triton kernels; CUDA tensors on a GPU, or CPU tensors when Triton runs in interpreter
   mode (``TRITON_INTERPRET=1`` set before ``vqcnir_ops`` launched its first Triton kernel).
 
-``auto`` (the default) picks, per call, the fastest available backend that the op implements for the
-tensor's device and dtype: the op's benchmark-chosen order for the device (``gpu_order`` on CUDA,
-``cpu_order`` on CPU, ``("cpp",)`` unless the op's benchmark says otherwise), then ``reference``.
-The interpreter is never chosen automatically: it is for tests, not speed.
+Each op declares its backends once, in its ``backends.py``: an :class:`OpSpec` mapping backend names to a
+:class:`Backend` (forward and backward implementations, imported on first use, and an optional support
+check that returns why the backend cannot run a given call). Whether a backend can run a call is decided
+here, in one place, from four reasons: the op implements it, it computes in the call's dtype (``triton`` and
+``cuda`` compute in float32 only, see ``vqcnir_ops._dtypes``), it runs on the tensors' device on this machine
+(:func:`backend_unavailable_reason`), and the op's own support check.
 
-A user forces a backend with the environment variable ``VQCNIR_OPS_BACKEND`` or the ``backend=``
-argument of every functional (the argument wins). Forcing a backend that cannot run the call raises
-:class:`BackendUnavailableError` saying why; it never falls back silently.
+Choice (:meth:`OpSpec.choose`): ``auto`` (the default) takes, per call, the first backend that can run it
+in the op's order for the device (``gpu_order`` on CUDA, ``cpu_order`` on CPU), then ``reference``. The
+interpreter is never chosen automatically: it is for tests, not speed. A user forces a backend with the
+environment variable ``VQCNIR_OPS_BACKEND`` or the ``backend=`` argument of every functional (the argument
+wins); a forced backend that cannot run the call raises :class:`BackendUnavailableError` with its reason,
+never a silent fallback. When no backend can run a call, the error lists every candidate with its reason.
+
+Calls (:meth:`OpSpec.forward`, :meth:`OpSpec.backward`): the glue makes the CUDA device of the tensors the
+current one (Triton and the CUDA kernels launch on the current device), makes tensor arguments contiguous
+for backends that declare ``contiguous=True``, loads the compiled extension for ``cpp``/``cuda``, and returns
+contiguous outputs. The dtype policy (which dtypes mix, output and compute dtypes) is ``vqcnir_ops._dtypes``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from vqcnir_ops import _extension
 
 BACKENDS: tuple[str, ...] = ("reference", "cpp", "cuda", "triton")
-# The dtype sets ops declare: every kernel takes half and single precision; references and C++ also float64.
-HALF_AND_FLOAT = frozenset({torch.float16, torch.bfloat16, torch.float32})
-ALL_FLOAT = HALF_AND_FLOAT | {torch.float64}
 ENV_VAR = "VQCNIR_OPS_BACKEND"
+# Backends that compute in float64 for float64 activations; the others compute in float32 only.
+FLOAT64_BACKENDS = frozenset({"reference", "cpp"})
+# An implementation: a function, or "package.module:function" imported on first use (Triton kernels are never
+# imported before a call needs them), or "vqcnir_C:kernel" for a kernel of the compiled extension.
+Impl = Callable[..., Any] | str
+# What a support check sees of a call: sizes and flags the functional passes to OpSpec.choose.
+Facts = Mapping[str, int | bool]
 
 
 class BackendUnavailableError(RuntimeError):
-    """A backend was asked for, by argument or environment, that cannot run this call."""
+    """A backend was asked for, by argument or environment, that cannot run this call; or none can run it."""
 
 
 @dataclass(frozen=True)
-class OpBackends:
-    """What one op implements: backend name -> supported dtypes, and its preference orders on GPU and CPU
-    (``reference`` is always the last resort; a CPU order without ``cpp`` makes ``auto`` pick it)."""
+class Backend:
+    """One backend of one op.
+
+    Attributes:
+        forward: implementation of the op's forward custom op (same arguments, minus ``backend``).
+        backward: implementation of the backward custom op, if the op has one per backend.
+        supports: ``facts -> None`` if this backend can run a call with these facts, else the reason.
+        contiguous: the glue passes tensor arguments contiguous (the kernels index them densely).
+    """
+
+    forward: Impl
+    backward: Impl | None = None
+    supports: Callable[[Facts], str | None] | None = None
+    contiguous: bool = False
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """An op's backends and its preference orders (``reference`` is always the last resort).
+
+    ``notes`` give the reason for a backend the op deliberately does not implement.
+    """
 
     name: str
-    dtypes: dict[str, frozenset[torch.dtype]]
+    backends: Mapping[str, Backend]
     gpu_order: tuple[str, ...] = ("triton", "cuda")
     cpu_order: tuple[str, ...] = ("cpp",)
-    notes: dict[str, str] = field(default_factory=dict)
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.backends) - set(BACKENDS)
+        if unknown or "reference" not in self.backends:
+            raise ValueError(f"op {self.name!r}: backends must include 'reference' and be among {BACKENDS}")
+        _OPS[self.name] = self
+
+    def reasons(self, device_type: str, dtype: torch.dtype, facts: Facts) -> dict[str, str | None]:
+        """Every backend name -> None if it can run this call, else why not."""
+        return {name: self._reason(name, device_type, dtype, facts) for name in BACKENDS}
+
+    def _reason(self, name: str, device_type: str, dtype: torch.dtype, facts: Facts) -> str | None:
+        backend = self.backends.get(name)
+        if backend is None:
+            return self.notes.get(name, f"not implemented for this op (it has {', '.join(self.backends)})")
+        if dtype == torch.float64 and name not in FLOAT64_BACKENDS:
+            return f"it computes in float32 only and does not support dtype {dtype} (reference and cpp do)"
+        reason = backend_unavailable_reason(name, device_type)
+        if reason is None and backend.supports is not None:
+            reason = backend.supports(facts)
+        return reason
+
+    def choose(self, device: torch.device, dtype: torch.dtype, backend: str | None = None, **facts: int | bool) -> str:
+        """The backend that runs a call on ``device`` whose activations have ``dtype`` (see module doc)."""
+        return _choose(self.name, device.type, dtype, requested_backend(backend), tuple(sorted(facts.items())))
+
+    def forward(self, backend: str, *args: Any) -> Any:
+        """Run ``backend``'s forward implementation under the glue's rules (module doc)."""
+        return self._run(backend, "forward", args)
+
+    def backward(self, backend: str, *args: Any) -> Any:
+        """Run ``backend``'s backward implementation under the glue's rules (module doc)."""
+        return self._run(backend, "backward", args)
+
+    def _run(self, backend: str, stage: str, args: tuple) -> Any:
+        declared = self.backends[backend]
+        impl = _load(backend, getattr(declared, stage))
+        if declared.contiguous:
+            args = tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
+        with device_guard(*args):
+            result = impl(*args)
+        if isinstance(result, torch.Tensor):
+            return result.contiguous()
+        return tuple(r.contiguous() if isinstance(r, torch.Tensor) else r for r in result)
 
 
-_OPS: dict[str, OpBackends] = {}
+_OPS: dict[str, OpSpec] = {}
 
 
-def register_op(spec: OpBackends) -> OpBackends:
-    """Declare an op's backends; called once by each op's ``op.py``."""
-    unknown = set(spec.dtypes) - set(BACKENDS)
-    if unknown:
-        raise ValueError(f"op {spec.name!r} declares unknown backends {sorted(unknown)}")
-    _OPS[spec.name] = spec
-    return spec
-
-
-def registered_ops() -> dict[str, OpBackends]:
+def registered_ops() -> dict[str, OpSpec]:
+    """Every declared op by name (those whose ``backends.py`` has been imported: importing vqcnir_ops does it)."""
     return dict(_OPS)
+
+
+def device_guard(*args: Any) -> contextlib.AbstractContextManager:
+    """The first CUDA tensor's device made current (Triton and the CUDA kernels launch on the current one)."""
+    for arg in args:
+        if isinstance(arg, torch.Tensor) and arg.is_cuda:
+            return torch.cuda.device(arg.device)
+    return contextlib.nullcontext()
+
+
+def _load(backend: str, impl: Impl | None) -> Callable[..., Any]:
+    if backend in ("cpp", "cuda"):
+        _extension.require()
+    if impl is None:
+        raise RuntimeError(f"backend {backend!r} declares no implementation for this stage")
+    if callable(impl):
+        return impl
+    module, _, name = impl.partition(":")
+    if module == "vqcnir_C":
+        return getattr(torch.ops.vqcnir_C, name)
+    return getattr(importlib.import_module(module), name)
 
 
 # --- availability ---------------------------------------------------------------------------------
@@ -121,39 +215,41 @@ def backend_unavailable_reason(backend: str, device_type: str) -> str | None:
 def requested_backend(backend: str | None) -> str:
     """The backend asked for: the argument if given, else the environment, else 'auto'."""
     choice = backend if backend is not None else os.environ.get(ENV_VAR, "auto")
-    choice = choice.strip().lower()
+    choice = choice.strip().lower() if isinstance(choice, str) else choice
     if choice not in BACKENDS + ("auto",):
         source = "argument 'backend'" if backend is not None else f"environment variable {ENV_VAR}"
         raise ValueError(f"{source} must be one of {('auto',) + BACKENDS}, got {choice!r}")
     return choice
 
 
+def _listing(reasons: Mapping[str, str | None]) -> str:
+    return "".join(f"\n  {name}: {'can run it' if why is None else why}" for name, why in reasons.items())
+
+
 @torch.compiler.assume_constant_result
-def _resolve(op: str, device_type: str, dtype: torch.dtype, requested: str) -> str:
+def _choose(op: str, device_type: str, dtype: torch.dtype, requested: str, facts: tuple) -> str:
     spec = _OPS[op]
+    reasons = spec.reasons(device_type, dtype, dict(facts))
+    call = f"{dtype} on {device_type}" + "".join(f", {name}={value}" for name, value in facts)
     if requested != "auto":
-        if requested not in spec.dtypes:
-            raise BackendUnavailableError(
-                f"{op}: backend {requested!r} is not implemented for this op (it has {sorted(spec.dtypes)})"
-            )
-        reason = backend_unavailable_reason(requested, device_type)
-        if reason is None and dtype not in spec.dtypes[requested]:
-            reason = f"it does not support dtype {dtype} (supported: {sorted(str(d) for d in spec.dtypes[requested])})"
-        if reason is not None:
-            raise BackendUnavailableError(f"{op}: backend {requested!r} was requested but cannot run: {reason}")
-        return requested
+        if reasons[requested] is None:
+            return requested
+        raise BackendUnavailableError(
+            f"{op}: backend {requested!r} was requested but cannot run this call ({call}): {reasons[requested]}"
+            f"\nbackends for this call:{_listing(reasons)}"
+        )
     order = spec.gpu_order if device_type == "cuda" else spec.cpu_order
-    for candidate in order + ("reference",):
-        if candidate not in spec.dtypes or dtype not in spec.dtypes[candidate]:
-            continue
-        if backend_unavailable_reason(candidate, device_type) is None:
+    for candidate in (*order, "reference"):
+        if reasons[candidate] is None:
             return candidate
-    raise BackendUnavailableError(f"{op}: no backend supports {dtype} on {device_type}")
+    raise BackendUnavailableError(f"{op}: no backend can run this call ({call}):{_listing(reasons)}")
 
 
-def resolve_backend(op: str, device: torch.device, dtype: torch.dtype, backend: str | None = None) -> str:
-    """The concrete backend that runs ``op`` on ``device`` for ``dtype``, honouring overrides."""
-    return _resolve(op, device.type, dtype, requested_backend(backend))
+def resolve_backend(
+    op: str, device: torch.device, dtype: torch.dtype, backend: str | None = None, **facts: int | bool
+) -> str:
+    """The backend that runs ``op`` (a registered name) on ``device`` for activations of ``dtype``."""
+    return _OPS[op].choose(device, dtype, backend, **facts)
 
 
 def availability() -> dict[str, str | None]:

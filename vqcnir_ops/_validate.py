@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from vqcnir_ops._dtypes import FLOAT_DTYPES
 
 
 def check_tensor(

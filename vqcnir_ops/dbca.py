@@ -2,18 +2,16 @@
 
 One block per decoder level of the official ``MainDecoder``: ``attn['Level_<s>']`` (TWAM) followed by
 ``align_func_dict['Level_<s>']`` (TextureWarpingModule). Official weights load through
-:func:`dbca_state_dict_from_official`.
+``vqcnir.official.dbca_state_dict_from_official``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 from torch import nn
 
-from vqcnir_ops.attention import BidirectionalChannelAttention, convert_twam_state_dict
-from vqcnir_ops.deform import TextureWarp, texture_warp_state_dict_from_official
+from vqcnir_ops.attention import BidirectionalChannelAttention
+from vqcnir_ops.deform import TextureWarp
 
 
 class DBCA(nn.Module):
@@ -59,20 +57,3 @@ class DBCA(nn.Module):
         f_d, f_g = self.attn(f_d, f_g)
         warped, offset = self.warp(f_d, f_g, previous_offset)
         return f_d, warped, offset
-
-
-def dbca_state_dict_from_official(state_dict: Mapping[str, torch.Tensor], level: int) -> dict[str, torch.Tensor]:
-    """One level's :class:`DBCA` weights from an official VQCNIR state dict.
-
-    Key mapping (``<p>`` = ``main_decode.``):
-
-        <p>attn.Level_<s>.<twam key>          -> attn.<ours>   (vqcnir_ops.attention.TWAM_KEY_MAP)
-        <p>align_func_dict.Level_<s>.<key>    -> warp.<key>    (texture_warp_state_dict_from_official)
-    """
-    prefix = f"main_decode.attn.Level_{level}."
-    twam = {key: value for key, value in state_dict.items() if key.startswith(prefix)}
-    if not twam:
-        raise KeyError(f"no key starts with {prefix!r}: is it an official VQCNIR checkpoint?")
-    attn = {key[len(prefix) :]: value for key, value in convert_twam_state_dict(twam, prefix).items()}
-    warp = texture_warp_state_dict_from_official(state_dict, level)
-    return {**{f"attn.{k}": v for k, v in attn.items()}, **{f"warp.{k}": v for k, v in warp.items()}}

@@ -14,16 +14,15 @@
 
 #include <optional>
 
-#include "vqcnir/parallel.h"
 #include "vqcnir/checks.h"
+#include "vqcnir/dtypes.h"
+#include "vqcnir/parallel.h"
 
 namespace vqcnir {
 namespace {
 
 constexpr int64_t kColumns = 16384;  // columns per task: enough GEMM work per task, few partials
 constexpr int64_t kSlice = 2048;     // columns upcast at a time: a C x kSlice float block stays in L2
-
-at::ScalarType compute_type(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
 
 void check_bhcn(const at::Tensor& t, const char* name) {
   check_dim(t, name, 4);
@@ -44,7 +43,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu(const at::Tensor
   check_like(x, "x", y, "y");
   const int64_t batch = x.size(0), heads = x.size(1), channels = x.size(2), n = x.size(3);
   const int64_t bh = batch * heads, blocks = std::max<int64_t>(1, (n + kColumns - 1) / kColumns);
-  const auto opts = x.options().dtype(compute_type(x));
+  const auto opts = x.options().dtype(compute_dtype(x.scalar_type()));
   const at::Tensor xs = x.reshape({bh, channels, n}), ys = y.reshape({bh, channels, n});
   at::Tensor gram = at::zeros({blocks, bh, channels, channels}, opts);
   at::Tensor sqx = at::zeros({blocks, bh, channels}, opts), sqy = at::zeros({blocks, bh, channels}, opts);
@@ -80,7 +79,7 @@ at::Tensor channel_mix_cpu(const at::Tensor& w, const at::Tensor& z, const std::
   check_bhcn(z, "z");
   check_dim(w, "w", 4);
   const int64_t batch = z.size(0), heads = z.size(1), channels = z.size(2), n = z.size(3);
-  const auto compute = compute_type(z);
+  const auto compute = compute_dtype(z.scalar_type());
   VQCNIR_CHECK_ARG(w.sizes() == at::IntArrayRef({batch, heads, channels, channels}), "w", "must have shape ",
                    at::IntArrayRef({batch, heads, channels, channels}), ", got ", w.sizes());
   VQCNIR_CHECK_ARG(w.scalar_type() == compute, "w", "must have the compute dtype ", compute, ", got ",

@@ -22,12 +22,15 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <tuple>
 #include <vector>
 
-#include "vqcnir/parallel.h"
 #include "vqcnir/deform_conv2d_checks.h"
+#include "vqcnir/dtypes.h"
+#include "vqcnir/parallel.h"
 #include "vqcnir/deform_conv2d_gemm.h"
 
 namespace vqcnir {
@@ -45,6 +48,29 @@ struct Sample {
 int64_t chunk_pixels(const DeformGeometry& g) {
   const int64_t rows = std::max<int64_t>(1, g.channels * g.taps());
   return std::max<int64_t>(1, std::min(g.pixels(), kColumnBudget / rows));
+}
+
+// The four neighbours of a sample at (y, x), following vqcnir_ops/deform/reference.py: far-away points (and
+// +-inf) are clamped to just outside the image, where every neighbour is outside (weight 0, never read); a NaN
+// position has no neighbour and NaN weights and fractional parts, so the sample (weight * 0) is NaN and it
+// scatters nothing into the input gradient.
+template <typename scalar_t>
+void locate(const DeformGeometry& g, scalar_t y, scalar_t x, Sample<scalar_t>& s) {
+  const bool nan = std::isnan(y) || std::isnan(x);
+  y = nan ? scalar_t(-2) : std::min(std::max(y, scalar_t(-2)), scalar_t(g.height + 1));
+  x = nan ? scalar_t(-2) : std::min(std::max(x, scalar_t(-2)), scalar_t(g.width + 1));
+  const scalar_t fy = std::floor(y), fx = std::floor(x);
+  const scalar_t poison = nan ? std::numeric_limits<scalar_t>::quiet_NaN() : scalar_t(1);
+  s.ly = (y - fy) * poison;
+  s.lx = (x - fx) * poison;
+  const int64_t y0 = int64_t(fy), x0 = int64_t(fx);
+  const scalar_t wy[2] = {1 - s.ly, s.ly}, wx[2] = {1 - s.lx, s.lx};
+  for (int c = 0; c < 4; ++c) {
+    const int64_t yy = y0 + c / 2, xx = x0 + c % 2;
+    const bool inside = yy >= 0 && yy < g.height && xx >= 0 && xx < g.width;
+    s.index[c] = inside ? yy * g.width + xx : -1;
+    s.weight[c] = (inside ? wy[c / 2] * wx[c % 2] : scalar_t(0)) * poison;
+  }
 }
 
 // Plan of pixels p0 .. p0 + n - 1 of image b: entry ((og * K + k) * n + p).
@@ -65,19 +91,7 @@ void build_plan(const DeformGeometry& g, const scalar_t* offset_b, int64_t p0, i
         const scalar_t y = scalar_t(ho * g.stride_h - g.pad_h + i * g.dilation_h) + dy[p];
         const scalar_t x = scalar_t(wo * g.stride_w - g.pad_w + j * g.dilation_w) + dx[p];
         Sample<scalar_t>& s = plan[gk * n + q];
-        const scalar_t fy = std::floor(y), fx = std::floor(x);
-        s.ly = y - fy;
-        s.lx = x - fx;
-        // Far outside (or NaN): every neighbour is outside; keep the integer conversion in range.
-        const bool near = fy > scalar_t(-2) && fy < scalar_t(g.height) && fx > scalar_t(-2) && fx < scalar_t(g.width);
-        const int64_t y0 = near ? int64_t(fy) : -2, x0 = near ? int64_t(fx) : -2;
-        const scalar_t wy[2] = {1 - s.ly, s.ly}, wx[2] = {1 - s.lx, s.lx};
-        for (int c = 0; c < 4; ++c) {
-          const int64_t yy = y0 + c / 2, xx = x0 + c % 2;
-          const bool inside = near && yy >= 0 && yy < g.height && xx >= 0 && xx < g.width;
-          s.index[c] = inside ? yy * g.width + xx : -1;
-          s.weight[c] = inside ? wy[c / 2] * wx[c % 2] : scalar_t(0);
-        }
+        locate(g, y, x, s);
       }
     }
   });
@@ -97,15 +111,12 @@ void fill_columns(const DeformGeometry& g, const scalar_t* input_b, const scalar
       scalar_t* out = columns + row * n;
       for (int64_t q = 0; q < n; ++q) {
         scalar_t v = 0;
-        for (int t = 0; t < 4; ++t) v += s[q].index[t] >= 0 ? s[q].weight[t] * plane[s[q].index[t]] : scalar_t(0);
+        // weight * value, the value 0 outside the image: a NaN weight (NaN position) makes the sample NaN.
+        for (int t = 0; t < 4; ++t) v += s[q].weight[t] * (s[q].index[t] >= 0 ? plane[s[q].index[t]] : scalar_t(0));
         out[q] = m[q] * v;
       }
     }
   });
-}
-
-at::ScalarType compute_type(const at::Tensor& input) {
-  return input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
 at::Tensor deform_conv2d_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
@@ -113,7 +124,7 @@ at::Tensor deform_conv2d_cpu(const at::Tensor& input, const at::Tensor& offset, 
                              int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w) {
   const DeformGeometry g = check_deform_conv2d_args(input, offset, mask, weight, bias, stride_h, stride_w, pad_h,
                                                     pad_w, dilation_h, dilation_w);
-  const auto acc = compute_type(input);
+  const auto acc = compute_dtype(input.scalar_type());
   const at::Tensor in_c = input.to(acc).contiguous(), off_c = offset.to(acc).contiguous();
   const at::Tensor mask_c = mask.to(acc).contiguous();
   const int64_t cin_g = g.channels / g.groups, cout_g = g.out_channels / g.groups, taps = g.taps();
@@ -199,7 +210,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
                        grad_out.size(2) == g.out_h && grad_out.size(3) == g.out_w,
                    "grad_out", "must have the output's shape [", g.batch, ", ", g.out_channels, ", ", g.out_h, ", ",
                    g.out_w, "], got ", grad_out.sizes());
-  const auto acc = compute_type(input);
+  const auto acc = compute_dtype(input.scalar_type());
   const at::Tensor in_c = input.to(acc).contiguous(), off_c = offset.to(acc).contiguous();
   const at::Tensor mask_c = mask.to(acc).contiguous();
   const at::Tensor gout = grad_out.to(acc).contiguous().view({g.batch, g.out_channels, g.pixels()});

@@ -16,8 +16,9 @@
 #include <cmath>
 #include <limits>
 
-#include "vqcnir/parallel.h"
 #include "vqcnir/checks.h"
+#include "vqcnir/dtypes.h"
+#include "vqcnir/parallel.h"
 
 namespace vqcnir {
 namespace {
@@ -77,9 +78,9 @@ std::tuple<at::Tensor, at::Tensor> nearest_code_cpu(const at::Tensor& z, const a
   check_dim(codes, "codes", 2);
   check_dim(code_sqnorm, "code_sqnorm", 1);
   VQCNIR_CHECK_ARG(at::isFloatingType(z.scalar_type()), "z", "must be floating point, got ", z.scalar_type());
-  const auto compute = codes.scalar_type();
-  VQCNIR_CHECK_ARG(compute == at::kFloat || compute == at::kDouble, "codes", "must be float32 or float64, got ",
-                   compute);
+  const auto compute = compute_dtype(z.scalar_type());
+  VQCNIR_CHECK_ARG(codes.scalar_type() == compute, "codes", "must have the compute dtype of 'z' (", compute, "), got ",
+                   codes.scalar_type());
   VQCNIR_CHECK_ARG(mu.scalar_type() == compute && code_sqnorm.scalar_type() == compute, "mu",
                    "and 'code_sqnorm' must have the dtype of 'codes' (", compute, ")");
   VQCNIR_CHECK_ARG(codes.is_contiguous() && mu.is_contiguous() && code_sqnorm.is_contiguous(), "codes",

@@ -29,13 +29,17 @@ __device__ __forceinline__ Neighbours locate(const DeformGeometry& g, const floa
   const float y = float(ho * g.stride_h - g.pad_h + (k / g.kernel_w) * g.dilation_h) + offset_b[(2 * gk) * pixels + p];
   const float x =
       float(wo * g.stride_w - g.pad_w + (k % g.kernel_w) * g.dilation_w) + offset_b[(2 * gk + 1) * pixels + p];
-  // Clamp far-away points to just outside the image: every neighbour is then outside.
-  const float yc = fminf(fmaxf(y, -2.0f), float(g.height) + 1.0f);
-  const float xc = fminf(fmaxf(x, -2.0f), float(g.width) + 1.0f);
+  // As vqcnir_ops/deform/reference.py: far-away points (and +-inf) are clamped to just outside the image, where
+  // every neighbour is outside; a NaN position has no neighbour and NaN weights and fractional parts, so its
+  // sample is NaN and it scatters nothing (fmaxf/fminf would drop the NaN: it is handled first).
+  const bool nan = isnan(y) || isnan(x);
+  const float yc = nan ? -2.0f : fminf(fmaxf(y, -2.0f), float(g.height) + 1.0f);
+  const float xc = nan ? -2.0f : fminf(fmaxf(x, -2.0f), float(g.width) + 1.0f);
   const float fy = floorf(yc), fx = floorf(xc);
+  const float poison = nan ? __int_as_float(0x7fc00000) : 1.0f;  // quiet NaN
   Neighbours n;
-  n.ly = yc - fy;
-  n.lx = xc - fx;
+  n.ly = (yc - fy) * poison;
+  n.lx = (xc - fx) * poison;
   const int64_t y0 = int64_t(fy), x0 = int64_t(fx);
   const float wy[2] = {1.0f - n.ly, n.ly};
   const float wx[2] = {1.0f - n.lx, n.lx};
@@ -44,7 +48,7 @@ __device__ __forceinline__ Neighbours locate(const DeformGeometry& g, const floa
     const int64_t yy = y0 + c / 2, xx = x0 + c % 2;
     const bool inside = yy >= 0 && yy < g.height && xx >= 0 && xx < g.width;
     n.index[c] = inside ? yy * g.width + xx : -1;
-    n.weight[c] = inside ? wy[c / 2] * wx[c % 2] : 0.0f;
+    n.weight[c] = (inside ? wy[c / 2] * wx[c % 2] : 0.0f) * poison;
   }
   return n;
 }

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from vqcnir_ops import _backend
+from vqcnir_ops._dtypes import call_dtype
 from vqcnir_ops._validate import check_same_device, check_tensor
 from vqcnir_ops.attention import op as _op  # noqa: F401  (registers torch.ops.vqcnir.bidirectional_channel_attention_*)
+from vqcnir_ops.attention.backends import SPEC
 from vqcnir_ops.attention.reference import NORMALIZE_EPS, default_scale
-
-MAX_CHANNELS_PER_HEAD = 128
 
 _STREAMS = ("q_d", "q_g", "v_d", "v_g")
 
@@ -61,11 +60,11 @@ def bidirectional_channel_attention(
     Args:
         q_d, q_g, v_d, v_g: ``[B, heads, C, N]``, or ``[B, heads * C, H, W]`` with ``heads`` given; one
             dtype (float16/bfloat16/float32/float64; float32 accumulation, float64 for float64), any
-            strides, C <= 128 per head.
-        temperature: ``[heads]``, learnable.
+            strides; B may be 0. The Triton backend takes C <= 128 per head, the others any C.
+        temperature: ``[heads]``, learnable, any float dtype.
         heads: give it to pass ``[B, heads * C, H, W]`` tensors (outputs then have that layout).
         f_d, f_g, gamma_d, gamma_g: the fused DBCA epilogue, all four or none: ``f`` like ``q_d``,
-            ``gamma`` ``[heads * C]`` (or ``[1, heads * C, 1, 1]``). Returns
+            ``gamma`` ``[heads * C]`` (or ``[1, heads * C, 1, 1]``, any float dtype). Returns
             ``(out_d, out_g) = (f_d + gamma_d * a_g, f_g + gamma_g * a_d)`` instead of ``(a_d, a_g)``.
         normalize: True (default): L2-normalise the queries (official model); False: the paper's formula.
         scale: logit scale; default 1 with ``normalize``, ``1 / sqrt(C)`` without.
@@ -94,8 +93,6 @@ def bidirectional_channel_attention(
                 f"argument '{name}' has shape {tuple(t.shape)} but 'q_d' has {tuple(q_d.shape)}; the D and G "
                 "queries and values must have one shape"
             )
-        if t.dtype != q_d.dtype:
-            raise TypeError(f"argument '{name}' has dtype {t.dtype} but 'q_d' has {q_d.dtype}; they must match")
     epilogue = {"f_d": f_d, "f_g": f_g, "gamma_d": gamma_d, "gamma_g": gamma_g}
     given = [name for name, t in epilogue.items() if t is not None]
     if given and len(given) != 4:
@@ -103,22 +100,17 @@ def bidirectional_channel_attention(
         raise ValueError(f"the fused epilogue needs f_d, f_g, gamma_d and gamma_g together; missing {missing}")
     for name in ("f_d", "f_g") if given else ():
         check_tensor(name, epilogue[name], ndim=4)
-        if epilogue[name].shape != q_d.shape or epilogue[name].dtype != q_d.dtype:
+        if epilogue[name].shape != q_d.shape:
             raise ValueError(
-                f"argument '{name}' must have the shape and dtype of 'q_d' ({tuple(q_d.shape)}, {q_d.dtype}), "
-                f"got {tuple(epilogue[name].shape)}, {epilogue[name].dtype}"
+                f"argument '{name}' must have the shape of 'q_d' {tuple(q_d.shape)}, got {tuple(epilogue[name].shape)}"
             )
+    dtype = call_dtype(**tensors, f_d=f_d, f_g=f_g)
     check_same_device(**tensors, temperature=temperature, **{k: v for k, v in epilogue.items() if v is not None})
 
     shaped = {name: _as_heads(name, t, heads) for name, t in tensors.items()}
     batch, n_heads, channels, pixels = shaped["q_d"].shape
-    if min(batch, n_heads, channels, pixels) == 0:
-        raise ValueError(f"argument 'q_d' must have no empty dimension, got shape {tuple(q_d.shape)}")
-    if channels > MAX_CHANNELS_PER_HEAD:
-        raise ValueError(
-            f"argument 'q_d' has {channels} channels per head; at most {MAX_CHANNELS_PER_HEAD} are supported "
-            "(use more heads)"
-        )
+    if min(n_heads, channels, pixels) == 0:
+        raise ValueError(f"argument 'q_d' has shape {tuple(q_d.shape)}: heads, C and N must be >= 1 (B may be 0)")
     check_tensor("temperature", temperature, ndim=1)
     if temperature.shape[0] != n_heads:
         raise ValueError(f"argument 'temperature' must have shape [{n_heads}] (heads), got {tuple(temperature.shape)}")
@@ -133,7 +125,7 @@ def bidirectional_channel_attention(
     if scale is None:
         scale = default_scale(channels, normalize)
 
-    chosen = _backend.resolve_backend("bidirectional_channel_attention", q_d.device, q_d.dtype, backend)
+    chosen = SPEC.choose(q_d.device, dtype, backend, channels_per_head=channels)
     y_d, y_g, *_ = torch.ops.vqcnir.bidirectional_channel_attention_fwd(
         shaped["q_d"], shaped["q_g"], shaped["v_d"], shaped["v_g"], temperature, gain_d, gain_g, res_d, res_g,
         bool(normalize), float(scale), float(eps), chosen,

@@ -2,57 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 from torch import nn
 
 from vqcnir_ops._validate import check_tensor
-from vqcnir_ops.attention.functional import MAX_CHANNELS_PER_HEAD, bidirectional_channel_attention
+from vqcnir_ops.attention.functional import bidirectional_channel_attention
 from vqcnir_ops.norm import LayerNorm2d
-
-# Official TWAM name -> ours, for the module's own keys (the prefix in front is kept).
-TWAM_KEY_MAP: dict[str, str] = {
-    "scale": "temperature",  # [heads, 1, 1] -> [heads]
-    "beta": "gamma_d",  # [1, C, 1, 1] -> [C]: out_d = f_d + gamma_d * a_g
-    "gamma": "gamma_g",  # [1, C, 1, 1] -> [C]: out_g = f_g + gamma_g * a_d
-    "norm_d.weight": "norm_d.weight",
-    "norm_d.bias": "norm_d.bias",
-    "norm_g.weight": "norm_g.weight",
-    "norm_g.bias": "norm_g.bias",
-    "d_proj1.weight": "proj_q_d.weight",
-    "d_proj1.bias": "proj_q_d.bias",
-    "g_proj1.weight": "proj_q_g.weight",
-    "g_proj1.bias": "proj_q_g.bias",
-    "d_proj2.weight": "proj_v_d.weight",
-    "d_proj2.bias": "proj_v_d.bias",
-    "g_proj2.weight": "proj_v_g.weight",
-    "g_proj2.bias": "proj_v_g.bias",
-}
-_FLATTENED = {"temperature", "gamma_d", "gamma_g"}
-
-
-def convert_twam_state_dict(state_dict: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
-    """Rename and reshape the official ``TWAM`` weights under ``prefix`` for :class:`BidirectionalChannelAttention`.
-
-    Keys of the official ``models/main_decode.py`` (``{prefix}scale``, ``beta``, ``gamma``, ``norm_d.*``,
-    ``norm_g.*``, ``d_proj1.*``, ``g_proj1.*``, ``d_proj2.*``, ``g_proj2.*``; see ``TWAM_KEY_MAP``) become
-    ours under the same prefix; ``scale`` ``[heads, 1, 1]`` and ``beta``/``gamma`` ``[1, C, 1, 1]`` are
-    flattened. Keys outside ``prefix`` or not of TWAM pass through unchanged, so a whole decoder's state
-    dict can be converted one block at a time.
-
-    Example:
-        >>> ours = convert_twam_state_dict(official["params"], prefix="main_decoder.attn.Level_1.")
-    """
-    converted: dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        local = key[len(prefix) :] if key.startswith(prefix) else None
-        if local not in TWAM_KEY_MAP:
-            converted[key] = value
-            continue
-        ours = TWAM_KEY_MAP[local]
-        converted[prefix + ours] = value.reshape(-1) if ours in _FLATTENED else value
-    return converted
 
 
 class BidirectionalChannelAttention(nn.Module):
@@ -63,11 +18,11 @@ class BidirectionalChannelAttention(nn.Module):
     temperature)`` per head, and ``F_D' = F_D + gamma_d * (attn @ V_G)``, ``F_G' = F_G + gamma_g *
     (attn @ V_D)`` through the fused :func:`bidirectional_channel_attention`. ``temperature`` starts at 1,
     the gammas at 0 (the block starts as the identity). Same parameters as the official ``TWAM``: load
-    its weights with :func:`convert_twam_state_dict`.
+    its weights with ``vqcnir.official.channel_attention_state_dict_from_official``.
 
     Args:
         channels: C of both inputs.
-        num_heads: heads; must divide ``channels``, with at most 128 channels per head.
+        num_heads: heads; must divide ``channels`` (the Triton backend takes at most 128 channels per head).
         normalize: L2-normalised queries (official model) or the paper's ``1 / sqrt(C)`` scaling.
         backend: attention backend for every call (default: automatic, see ``vqcnir_ops._backend``).
 
@@ -80,10 +35,6 @@ class BidirectionalChannelAttention(nn.Module):
         super().__init__()
         if channels < 1 or num_heads < 1 or channels % num_heads:
             raise ValueError(f"channels ({channels}) must be a positive multiple of num_heads ({num_heads})")
-        if channels // num_heads > MAX_CHANNELS_PER_HEAD:
-            raise ValueError(
-                f"channels per head ({channels // num_heads}) must be at most {MAX_CHANNELS_PER_HEAD}: use more heads"
-            )
         self.channels, self.num_heads, self.normalize, self.backend = int(channels), int(num_heads), normalize, backend
         self.norm_d = LayerNorm2d(channels)
         self.norm_g = LayerNorm2d(channels)

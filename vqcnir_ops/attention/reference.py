@@ -12,8 +12,9 @@ normalisation and with ``scale = 1 / sqrt(C)``: ``normalize=False`` gives that. 
 epilogue of the DBCA block is ``out_d = f_d + gamma_d * a_g`` and ``out_g = f_g + gamma_g * a_d`` with
 per-channel ``gamma`` ``[heads * C]``.
 
-Compute dtype: float64 if an input is float64, else float32 (float16/bfloat16 are upcast); outputs are
-returned in the dtype of the values.
+Dtypes (the library's policy, ``vqcnir_ops._dtypes``): the queries, values and ``f`` share one dtype; the
+temperature and gammas (parameters) may have any float dtype. Computed in float64 for float64, else float32
+(float16/bfloat16 are upcast); outputs are returned in the activations' dtype.
 """
 
 from __future__ import annotations
@@ -22,12 +23,9 @@ import math
 
 import torch
 
+from vqcnir_ops._dtypes import compute_dtype
+
 NORMALIZE_EPS = 1e-12  # torch.nn.functional.normalize's default, used by the official model
-
-
-def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """float64 if any input is float64, else float32."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
 def default_scale(channels_per_head: int, normalize: bool) -> float:
@@ -67,7 +65,7 @@ def bidirectional_channel_attention_ref(
         >>> q = torch.randn(2, 4, 16, 64)
         >>> a_d, a_g = bidirectional_channel_attention_ref(q, q.flip(-1), q.cos(), q.sin(), torch.ones(4))
     """
-    dtype = compute_dtype(q_d, q_g, v_d, v_g)
+    dtype = compute_dtype(q_d.dtype)
     heads, channels = q_d.shape[1], q_d.shape[2]
     if scale is None:
         scale = default_scale(channels, normalize)

@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import torch
 
+from vqcnir_ops._dtypes import compute_dtype
+
 GramFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 MixFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor]
 
@@ -150,7 +152,7 @@ def staged_backward(
 
 
 def gram_torch(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    dtype = compute_dtype(x.dtype)
     xf, yf = x.to(dtype), y.to(dtype)
     return xf @ yf.transpose(-2, -1), (xf * xf).sum(-1), (yf * yf).sum(-1)
 

@@ -28,6 +28,7 @@ import triton
 import triton.language as tl
 
 from vqcnir_ops._launch import Target, fp32_dot_precision, launch, launch_target, program_ids
+from vqcnir_ops.attention.staged import Phases
 
 MAX_SPLITS = 16  # partial sums per (batch, head) in phase 1
 
@@ -142,6 +143,9 @@ def gram_triton(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     """``(x @ y^T, |x|^2, |y|^2)`` in float32 for ``[B, heads, C, N]`` float32/float16/bfloat16 inputs."""
     batch, heads, channels, n = x.shape
     bh = batch * heads
+    if bh == 0:  # empty batch: nothing to launch
+        f32 = dict(dtype=torch.float32, device=x.device)
+        return torch.zeros(batch, heads, channels, channels, **f32), *(torch.zeros(batch, heads, channels, **f32),) * 2
     target = launch_target(x.device)
     block_m = block_k = _block(channels, 64)
     fp32_dot = x.dtype == torch.float32 or _upcast_dot(x, target)
@@ -179,6 +183,8 @@ def mix_triton(w: torch.Tensor, z: torch.Tensor, x: torch.Tensor | None, a: torc
     batch, heads, channels, n = z.shape
     w = w.to(torch.float32).contiguous()
     out = torch.empty(z.shape, dtype=z.dtype, device=z.device)
+    if out.numel() == 0:
+        return out
     block_m = _block(channels, 64)
     block_k = _block(channels, 32)
     block_n = 64
@@ -195,3 +201,6 @@ def mix_triton(w: torch.Tensor, z: torch.Tensor, x: torch.Tensor | None, a: torc
         num_warps=4 if split_dot else 8,  # float32 dots: 8 warps, as in gram_triton
     )  # fmt: skip
     return out
+
+
+TRITON_PHASES = Phases(gram_triton, mix_triton)

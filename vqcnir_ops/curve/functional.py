@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from vqcnir_ops import _backend
+from vqcnir_ops._dtypes import call_dtype
 from vqcnir_ops._validate import check_same_device, check_tensor
 from vqcnir_ops.curve import op as _op  # noqa: F401  (registers torch.ops.vqcnir.curve_map_*)
+from vqcnir_ops.curve.backends import SPEC
 
 MAX_CURVES = 16
 
@@ -75,9 +76,8 @@ def curve_map(
     check_tensor("x", x, ndim=(4, 5))
     check_tensor("a", a, ndim=(4, 5))
     check_same_device(x=x, a=a)
-    if a.dtype != x.dtype:
-        raise TypeError(f"argument 'a' must have the dtype of 'x' ({x.dtype}), got {a.dtype}")
+    dtype = call_dtype(x=x, a=a)
     x5, a5 = _as_split_layout(x, a, splits)
-    chosen = _backend.resolve_backend("curve_map", x.device, x.dtype, backend)
+    chosen = SPEC.choose(x.device, dtype, backend)
     y = torch.ops.vqcnir.curve_map_fwd(x5, a5, chosen)
     return y.flatten(1, 2) if x.dim() == 4 else y

@@ -20,17 +20,15 @@ Backward (``curve_map_bwd_ref``), with ``g_n = dy``::
     g_{k-1} = g_k * (1 + a_k * (1 - 2 * y_{k-1}))
     dx      = g_0 * [0 < x <= 1]
 
-Compute dtype: float64 if an input is float64, else float32; outputs in the input dtypes.
+Dtypes (the library's policy, ``vqcnir_ops._dtypes``): ``x`` and ``a`` share one dtype; computed in float64
+for float64, else float32; outputs in the input dtypes.
 """
 
 from __future__ import annotations
 
 import torch
 
-
-def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """float64 if any input is float64, else float32."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+from vqcnir_ops._dtypes import compute_dtype
 
 
 def clamp_unit(x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +50,7 @@ def curve_map_ref(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     Example:
         >>> y = curve_map_ref(torch.randn(2, 4, 8, 5, 5), torch.rand(2, 4, 3, 5, 5))
     """
-    dtype = compute_dtype(x, a)
+    dtype = compute_dtype(x.dtype)
     y = clamp_unit(x.to(dtype))
     af = a.to(dtype)
     for k in range(a.shape[2]):
@@ -62,7 +60,7 @@ def curve_map_ref(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 
 def curve_map_bwd_ref(dy: torch.Tensor, x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(dx [B, S, Cs, H, W], da [B, S, n, H, W])`` by the explicit backward formulas (module docstring)."""
-    dtype = compute_dtype(x, a)
+    dtype = compute_dtype(x.dtype)
     xf, af = x.to(dtype), a.to(dtype)
     states = [xf.clamp(0.0, 1.0)]
     for k in range(a.shape[2] - 1):

@@ -1,12 +1,7 @@
 """Modulated deformable convolution (DCNv2): functional, reference, layers and VQCNIR's texture warp."""
 
 from vqcnir_ops.deform.functional import deform_conv2d
-from vqcnir_ops.deform.module import (
-    DeformConv2d,
-    DeformConv2dPack,
-    TextureWarp,
-    texture_warp_state_dict_from_official,
-)
+from vqcnir_ops.deform.module import DeformConv2d, DeformConv2dPack, TextureWarp
 from vqcnir_ops.deform.reference import deform_conv2d_ref
 
 __all__ = [
@@ -15,5 +10,4 @@ __all__ = [
     "TextureWarp",
     "deform_conv2d",
     "deform_conv2d_ref",
-    "texture_warp_state_dict_from_official",
 ]

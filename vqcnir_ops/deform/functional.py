@@ -6,22 +6,30 @@ import os
 
 import torch
 
-from vqcnir_ops import _backend
+from vqcnir_ops._dtypes import call_dtype
 from vqcnir_ops._validate import check_same_device, check_tensor
 from vqcnir_ops.deform import op as _op  # noqa: F401  (registers torch.ops.vqcnir.deform_conv2d_*)
-from vqcnir_ops.deform.reference import output_size
+from vqcnir_ops.deform.backends import SPEC
+from vqcnir_ops.deform.reference import Geometry
 
 DETERMINISTIC_ENV = "VQCNIR_DETERMINISTIC"
 IntPair = int | tuple[int, int] | list[int]
+# Geometry integers reach the kernels as int32 (Triton, the sampling positions) and int64 (the op's schema).
+MAX_GEOMETRY = 2**31 - 1
 
 
 def _pair(name: str, value: IntPair, minimum: int) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
         raise TypeError(f"argument '{name}' must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"argument '{name}' must be >= {minimum}, got {value!r}")
+    if min(pair) < minimum or max(pair) > MAX_GEOMETRY:
+        raise ValueError(f"argument '{name}' must be between {minimum} and {MAX_GEOMETRY}, got {value!r}")
     return pair[0], pair[1]
+
+
+def geometry(stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1) -> Geometry:
+    """The checked :class:`Geometry` of ``stride`` (>= 1), ``padding`` (>= 0) and ``dilation`` (>= 1)."""
+    return Geometry(_pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1))
 
 
 def deterministic_requested() -> bool:
@@ -29,7 +37,7 @@ def deterministic_requested() -> bool:
     return torch.are_deterministic_algorithms_enabled() or os.environ.get(DETERMINISTIC_ENV, "0") == "1"
 
 
-def _check_shapes(input, offset, weight, bias, mask, stride, padding, dilation) -> None:  # noqa: ANN001
+def _check_shapes(input, offset, weight, bias, mask, geo: Geometry) -> None:  # noqa: ANN001
     batch, channels, height, width = input.shape
     out_channels, in_per_group, kh, kw = weight.shape
     if in_per_group < 1 or channels % in_per_group != 0:
@@ -40,11 +48,11 @@ def _check_shapes(input, offset, weight, bias, mask, stride, padding, dilation) 
     groups = channels // in_per_group
     if out_channels % groups != 0:
         raise ValueError(f"argument 'weight' has {out_channels} output channels, not divisible by groups = {groups}")
-    out_h, out_w = output_size(height, width, (kh, kw), stride, padding, dilation)
+    out_h, out_w = geo.output_size(height, width, (kh, kw))
     if out_h < 1 or out_w < 1:
         raise ValueError(
             f"argument 'input' of size {height} x {width} is too small for kernel {kh} x {kw} with padding "
-            f"{padding} and dilation {dilation}: the output would be {out_h} x {out_w}"
+            f"{geo.padding} and dilation {geo.dilation}: the output would be {out_h} x {out_w}"
         )
     taps = kh * kw
     if offset.shape[1] == 0 or offset.shape[1] % (2 * taps) != 0:
@@ -89,17 +97,19 @@ def deform_conv2d(
 
     Args:
         input: ``[B, Cin, H, W]`` float16/bfloat16/float32/float64.
-        offset: ``[B, 2 * offset_groups * kh * kw, Ho, Wo]``, ``(dy, dx)`` pairs per offset group and tap;
-            input channel ``c`` follows offset group ``c // (Cin / offset_groups)``.
-        weight: ``[Cout, Cin / groups, kh, kw]``; ``groups`` is ``Cin / weight.shape[1]``.
+        offset: ``[B, 2 * offset_groups * kh * kw, Ho, Wo]``, ``(dy, dx)`` pairs per offset group and tap,
+            ``input``'s dtype; input channel ``c`` follows offset group ``c // (Cin / offset_groups)``.
+        weight: ``[Cout, Cin / groups, kh, kw]``, any float dtype; ``groups`` is ``Cin / weight.shape[1]``.
         bias: ``[Cout]`` or None (default).
-        stride, padding, dilation: int or ``(h, w)``; defaults 1, 0, 1.
-        mask: ``[B, offset_groups * kh * kw, Ho, Wo]`` or None (default: all ones, DCNv1).
+        stride, padding, dilation: int or ``(h, w)``, at most 2**31 - 1; defaults 1, 0, 1.
+        mask: ``[B, offset_groups * kh * kw, Ho, Wo]`` in ``input``'s dtype, or None (default: all ones, DCNv1).
         backend: ``'auto'`` (default: ``$VQCNIR_OPS_BACKEND`` or automatic), ``'reference'``, ``'cpp'``,
             ``'cuda'`` or ``'triton'``.
 
     Returns:
         ``[B, Cout, Ho, Wo]`` in ``input``'s dtype, accumulated in float32 (float64 for float64 input).
+        NaN and inf follow torchvision (rules in ``vqcnir_ops.deform.reference``): a NaN offset makes its
+        sample NaN, an infinite one puts it outside the image (zero).
         The backward is deterministic on CPU; on CUDA ``torch.use_deterministic_algorithms(True)`` or
         ``VQCNIR_DETERMINISTIC=1`` selects the bitwise-reproducible input gradient.
 
@@ -116,22 +126,19 @@ def deform_conv2d(
         check_tensor("bias", bias, ndim=1)
     if mask is not None:
         check_tensor("mask", mask, ndim=4)
-    stride_hw = _pair("stride", stride, 1)
-    padding_hw = _pair("padding", padding, 0)
-    dilation_hw = _pair("dilation", dilation, 1)
+    geo = geometry(stride, padding, dilation)
     tensors = {"input": input, "offset": offset, "weight": weight}
     tensors |= {"bias": bias} if bias is not None else {}
     tensors |= {"mask": mask} if mask is not None else {}
     check_same_device(**tensors)
-    _check_shapes(input, offset, weight, bias, mask, stride_hw, padding_hw, dilation_hw)
+    dtype = call_dtype(input=input, offset=offset, mask=mask)
+    _check_shapes(input, offset, weight, bias, mask, geo)
 
-    dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors.values()) else input.dtype
-    chosen = _backend.resolve_backend("deform_conv2d", input.device, dtype, backend)
+    chosen = SPEC.choose(input.device, dtype, backend)
     if mask is None:
         mask = offset.new_ones(offset.shape[0], offset.shape[1] // 2, offset.shape[2], offset.shape[3])
     if bias is None:
         bias = weight.new_zeros(weight.shape[0])
     return torch.ops.vqcnir.deform_conv2d_fwd(
-        input, offset, mask, weight, bias, list(stride_hw), list(padding_hw), list(dilation_hw),
-        deterministic_requested(), chosen,
-    )  # fmt: skip
+        input, offset, mask, weight, bias, geo.flat(), deterministic_requested(), chosen
+    )

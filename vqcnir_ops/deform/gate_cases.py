@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 
 from vqcnir_ops._aot import GateCase, allow_tf32, for_each_dtype
+from vqcnir_ops.deform.reference import Geometry
 from vqcnir_ops.deform.triton_backward import deform_conv2d_backward_triton
 from vqcnir_ops.deform.triton_kernels import deform_conv2d_triton
 
@@ -29,11 +30,12 @@ def _deform(batch: int, cin: int, cout: int, size: int, dtype: torch.dtype, *, o
         mask = torch.rand(batch, offset_groups * k * k, out_size, out_size, dtype=dtype)
         weight = torch.randn(cout, cin // groups, k, k, dtype=dtype)
         bias = torch.randn(cout, dtype=dtype)
-        geo = ((stride, stride), (pad, pad), (1, 1))
+        geo = Geometry((stride, stride), (pad, pad))
         with allow_tf32(tf32):
-            out = deform_conv2d_triton(x, offset, mask, weight, bias, *geo)
-            return deform_conv2d_backward_triton(torch.randn_like(out), x, offset, mask, weight, bias, *geo,
-                                                 deterministic)  # fmt: skip
+            out = deform_conv2d_triton(x, offset, mask, weight, bias, geo)
+            return deform_conv2d_backward_triton(
+                torch.randn_like(out), x, offset, mask, weight, bias, geo, deterministic
+            )
 
     return run
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from vqcnir_ops._validate import check_tensor
-from vqcnir_ops.deform.functional import IntPair, _pair, deform_conv2d
+from vqcnir_ops.deform.functional import IntPair, _pair, deform_conv2d, geometry
 
 
 class DeformConv2d(nn.Module):
@@ -45,9 +44,7 @@ class DeformConv2d(nn.Module):
             )
         self.in_channels, self.out_channels, self.groups, self.backend = in_channels, out_channels, groups, backend
         self.kernel_size = _pair("kernel_size", kernel_size, 1)
-        self.stride = _pair("stride", stride, 1)
-        self.padding = _pair("padding", padding, 0)
-        self.dilation = _pair("dilation", dilation, 1)
+        self.stride, self.padding, self.dilation = geometry(stride, padding, dilation)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.reset_parameters()
@@ -139,8 +136,8 @@ class TextureWarp(nn.Module):
     - ``dcn``: :class:`DeformConv2dPack` (3x3, padding 1, ``offset_groups`` = 4) on ``x_main``, with offsets
       and mask predicted from ``offset_feature``.
 
-    Submodule and parameter names are the official ``TextureWarpingModule``'s, so its weights load after
-    :func:`texture_warp_state_dict_from_official` strips the prefix. ``channels`` must be divisible by
+    Submodule and parameter names are the official ``TextureWarpingModule``'s (its weights load through
+    ``vqcnir.official.texture_warp_state_dict_from_official``). ``channels`` must be divisible by
     ``norm_groups`` (32) and by ``offset_groups``.
 
     Example:
@@ -191,38 +188,3 @@ class TextureWarp(nn.Module):
             offset = torch.cat([offset, previous_offset], dim=1)
         offset = self.offset_conv2(offset)
         return self.dcn(x_main, offset), offset
-
-
-def texture_warp_state_dict_from_official(
-    state_dict: Mapping[str, torch.Tensor], level: int | str
-) -> dict[str, torch.Tensor]:
-    """The weights of one :class:`TextureWarp` from an official VQCNIR state dict.
-
-    The official ``MainDecoder`` keeps one ``TextureWarpingModule`` per level in
-    ``align_func_dict['Level_<s>']`` (``s`` = 1, 2, 4, ...). Key mapping, for any prefix before it::
-
-        <prefix>align_func_dict.Level_<s>.offset_conv1.{0,1,3,4,6}.{weight,bias} -> offset_conv1.{...}
-        <prefix>align_func_dict.Level_<s>.offset_conv2.{0,1}.{weight,bias}       -> offset_conv2.{...}
-        <prefix>align_func_dict.Level_<s>.dcn.{weight,bias}                      -> dcn.{weight,bias}
-        <prefix>align_func_dict.Level_<s>.dcn.conv_offset.{weight,bias}          -> dcn.conv_offset.{...}
-
-    i.e. everything up to and including ``align_func_dict.Level_<s>.`` is dropped; shapes are unchanged
-    (the official DCN's offsets feed ``torchvision.ops.deform_conv2d`` in the layout used here).
-
-    Args:
-        state_dict: the official checkpoint's state dict (e.g. ``torch.load(path)['params']``).
-        level: ``s`` or ``'Level_<s>'``.
-
-    Returns:
-        a dict for ``TextureWarp.load_state_dict(..., strict=True)``.
-
-    Example:
-        >>> warp = TextureWarp(64, previous_offset_channels=128)
-        >>> warp.load_state_dict(texture_warp_state_dict_from_official(official, 4))  # doctest: +SKIP
-    """
-    name = level if isinstance(level, str) else f"Level_{level}"
-    marker = f"align_func_dict.{name}."
-    found = {key.split(marker, 1)[1]: value for key, value in state_dict.items() if marker in key}
-    if not found:
-        raise KeyError(f"no key of the state dict contains {marker!r}: is it an official VQCNIR checkpoint?")
-    return found

@@ -29,8 +29,8 @@ import triton
 import triton.language as tl
 
 from vqcnir_ops._launch import Target, fp32_dot_precision, launch, launch_target, program_ids, stages_that_fit
-from vqcnir_ops.deform.reference import deform_conv2d_grads_ref
-from vqcnir_ops.deform.triton_kernels import NUM_WARPS, SAMPLE_LOADS, _columns_tile, _neighbours, block, geometry
+from vqcnir_ops.deform.reference import Geometry, deform_conv2d_grads_ref
+from vqcnir_ops.deform.triton_kernels import NUM_WARPS, SAMPLE_LOADS, _columns_tile, _neighbours, block, scalar_args
 
 
 @triton.jit(do_not_specialize=["pid1_base", "pid2_base"])
@@ -105,17 +105,13 @@ def _deform_conv2d_bwd_data_kernel(
         plane = (b * C + c[None, :]).to(tl.int64) * H * W
         yy = tl.broadcast_to(y[:, None], [BLOCK_P, BLOCK_C])
         xx = tl.broadcast_to(x[:, None], [BLOCK_P, BLOCK_C])
-        v00, v01, v10, v11, ly, lx = _neighbours(in_ptr, plane, yy, xx, ok, H, W)
+        v00, v01, v10, v11, ly, lx, y0, x0 = _neighbours(in_ptr, plane, yy, xx, ok, H, W)
         value = (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11)
         grad_m += tl.sum(gcol * value, axis=1)
         grad_y += tl.sum(gcol * ((1.0 - lx) * (v10 - v00) + lx * (v11 - v01)), axis=1)
         grad_x += tl.sum(gcol * ((1.0 - ly) * (v01 - v00) + ly * (v11 - v10)), axis=1)
         if SCATTER:
-            # Same clamping as _neighbours: far-away samples have no neighbour inside.
-            yc = tl.minimum(tl.maximum(yy, -2.0), H + 1.0)
-            xc = tl.minimum(tl.maximum(xx, -2.0), W + 1.0)
-            y0 = tl.floor(yc).to(tl.int32)
-            x0 = tl.floor(xc).to(tl.int32)
+            # The neighbours of _neighbours: far-away and NaN samples have none inside.
             spread = gcol * m[:, None]
             for corner in tl.static_range(4):
                 cy = y0 + corner // 2
@@ -155,12 +151,12 @@ def data_grad_config(cout: int, channels_per_offset_group: int, target: Target) 
 
 def deform_conv2d_backward_triton(
     grad_out: torch.Tensor, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
-    bias: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
-    deterministic: bool,
+    bias: torch.Tensor, geometry: Geometry, deterministic: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Gradients of ``(x, offset, mask, weight, bias)``, each in its argument's dtype."""
-    geo = geometry(x, offset, weight, stride, padding, dilation)
-    gout, xc, off, m, w = (t.contiguous() for t in (grad_out, x, offset, mask, weight))
+    """Gradients of ``(x, offset, mask, weight, bias)``, each in its argument's dtype (parameters enter in float32)."""
+    geo = scalar_args(x, offset, weight, geometry)
+    gout, xc, off, m = (t.contiguous() for t in (grad_out, x, offset, mask))
+    w = weight.to(torch.float32).contiguous()
     batch, cout, groups, red = x.shape[0], geo["COUT"], geo["G"], geo["C"] // geo["G"] * geo["K"]
     f32 = dict(dtype=torch.float32, device=x.device)
     grad_weight = torch.empty(cout, red, **f32)
@@ -184,7 +180,7 @@ def deform_conv2d_backward_triton(
         DOT_PRECISION=precision, **config_d,
     )  # fmt: skip
     if deterministic:
-        grad_input = deform_conv2d_grads_ref(grad_out, x, offset, mask, weight, bias, stride, padding, dilation)[0]
+        grad_input = deform_conv2d_grads_ref(grad_out, x, offset, mask, weight, bias, geometry)[0]
     grad_bias = grad_out.float().sum((0, 2, 3))
     return (
         grad_input.to(x.dtype), grad_offset.to(offset.dtype), grad_mask.to(mask.dtype),

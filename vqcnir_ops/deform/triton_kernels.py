@@ -22,18 +22,22 @@ import triton
 import triton.language as tl
 
 from vqcnir_ops._launch import Target, fp32_dot_precision, launch, launch_target, program_ids, stages_that_fit
+from vqcnir_ops.deform.reference import Geometry
 
 
 @triton.jit
 def _neighbours(in_ptr, plane, y, x, ok, H, W):
-    """The four neighbours (zero outside the image) of samples at (y, x) in planes starting at `plane`,
-    and the fractional parts (ly, lx). Far-away points are clamped to just outside, where they read 0."""
-    y = tl.minimum(tl.maximum(y, -2.0), H + 1.0)
-    x = tl.minimum(tl.maximum(x, -2.0), W + 1.0)
+    """The four neighbours (zero outside the image) of samples at (y, x) in planes starting at `plane`, the
+    fractional parts (ly, lx) and the top-left neighbour (y0, x0). Far-away points (and +-inf) are clamped to
+    just outside, where they read 0; a NaN position has no neighbour and NaN fractional parts, so its sample
+    is NaN (reference.py's rule; explicit, since min/max of NaN differ between the interpreter and a GPU)."""
+    nan = (y != y) | (x != x)
+    y = tl.where(nan, -2.0, tl.minimum(tl.maximum(y, -2.0), H + 1.0))
+    x = tl.where(nan, -2.0, tl.minimum(tl.maximum(x, -2.0), W + 1.0))
     y0f = tl.floor(y)
     x0f = tl.floor(x)
-    ly = y - y0f
-    lx = x - x0f
+    ly = tl.where(nan, float("nan"), y - y0f)
+    lx = tl.where(nan, float("nan"), x - x0f)
     y0 = y0f.to(tl.int32)
     x0 = x0f.to(tl.int32)
     y_lo = (y0 >= 0) & (y0 < H)
@@ -45,7 +49,7 @@ def _neighbours(in_ptr, plane, y, x, ok, H, W):
     v01 = tl.load(at + 1, mask=ok & y_lo & x_hi, other=0.0).to(tl.float32)
     v10 = tl.load(at + W, mask=ok & y_hi & x_lo, other=0.0).to(tl.float32)
     v11 = tl.load(at + W + 1, mask=ok & y_hi & x_hi, other=0.0).to(tl.float32)
-    return v00, v01, v10, v11, ly, lx
+    return v00, v01, v10, v11, ly, lx, y0, x0
 
 
 @triton.jit
@@ -63,7 +67,7 @@ def _columns_tile(
     y = (ho * SH - PH)[:, None] + ((k // KW) * DH)[None, :] + dy
     x = (wo * SW - PW)[:, None] + ((k % KW) * DW)[None, :] + dx
     plane = (b * C + c[None, :]).to(tl.int64) * H * W
-    v00, v01, v10, v11, ly, lx = _neighbours(in_ptr, plane, y, x, ok, H, W)
+    v00, v01, v10, v11, ly, lx, _, _ = _neighbours(in_ptr, plane, y, x, ok, H, W)
     value = (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11)
     return value * m.to(tl.float32)
 
@@ -131,35 +135,36 @@ def forward_config(cout_per_group: int, dtype: torch.dtype, target: Target) -> d
     return dict(BLOCK_P=block_p, BLOCK_N=block_n, BLOCK_R=block_r, num_warps=NUM_WARPS, num_stages=stages)
 
 
-def geometry(
-    x: torch.Tensor,
-    offset: torch.Tensor,
-    weight: torch.Tensor,
-    stride,
-    padding,
-    dilation,  # noqa: ANN001
-) -> dict[str, int]:
+def scalar_args(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, geometry: Geometry) -> dict[str, int]:
     """Scalar kernel arguments shared by the forward and backward launchers."""
     batch, channels, height, width = x.shape
     out_channels, in_per_group, kh, kw = weight.shape
     offset_groups = offset.shape[1] // (2 * kh * kw)
+    (sh, sw), (ph, pw), (dh, dw) = geometry
     return dict(
         C=channels, H=height, W=width, Wo=offset.shape[3], L=offset.shape[2] * offset.shape[3], COUT=out_channels,
-        G=channels // in_per_group, CPG=channels // offset_groups, K=kh * kw, KW=kw, SH=stride[0], SW=stride[1],
-        PH=padding[0], PW=padding[1], DH=dilation[0], DW=dilation[1],
+        G=channels // in_per_group, CPG=channels // offset_groups, K=kh * kw, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw,
+        DH=dh, DW=dw,
     )  # fmt: skip
 
 
 def deform_conv2d_triton(
     x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-    stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+    geometry: Geometry,
 ) -> torch.Tensor:  # fmt: skip
-    """Launch the forward kernel; returns ``[B, Cout, Ho, Wo]`` in ``x``'s dtype."""
-    geo = geometry(x, offset, weight, stride, padding, dilation)
-    x, offset, mask = x.contiguous(), offset.contiguous(), mask.contiguous()
-    weight, bias = weight.to(x.dtype).contiguous(), bias.contiguous()
-    batch, cout, groups = x.shape[0], geo["COUT"], geo["G"]
+    """Launch the forward kernel; returns ``[B, Cout, Ho, Wo]`` in ``x``'s dtype.
+
+    Parameters enter in float32, except on a GPU's tensor-core path for float16/bfloat16 activations,
+    where the weight takes the activations' dtype (the one rounding the dtype policy allows,
+    ``vqcnir_ops._dtypes``).
+    """
+    geo = scalar_args(x, offset, weight, geometry)
     target = launch_target(x.device)
+    low_precision = not target.interpreter and x.dtype != torch.float32
+    x, offset, mask = x.contiguous(), offset.contiguous(), mask.contiguous()
+    weight = weight.to(x.dtype if low_precision else torch.float32).contiguous()
+    bias = bias.to(torch.float32).contiguous()
+    batch, cout, groups = x.shape[0], geo["COUT"], geo["G"]
     # The interpreter rounds float32 -> bfloat16 stores by truncation: there, store float32 and let torch round.
     out_dtype = torch.float32 if target.interpreter else x.dtype
     out = torch.empty(batch, cout, offset.shape[2], offset.shape[3], dtype=out_dtype, device=x.device)
@@ -170,7 +175,6 @@ def deform_conv2d_triton(
     launch(
         target, _deform_conv2d_fwd_kernel, grid,
         x, offset, mask, weight, bias, out, **geo,
-        LOW_PRECISION=not target.interpreter and x.dtype != torch.float32, DOT_PRECISION=fp32_dot_precision(),
-        **config,
+        LOW_PRECISION=low_precision, DOT_PRECISION=fp32_dot_precision(), **config,
     )  # fmt: skip
     return out.to(x.dtype)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from vqcnir_ops._dtypes import compute_dtype
+
 
 def layer_norm_2d_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """``[B, C, H, W]`` -> ``[B, C, H, W]``; ``weight``/``bias`` ``[C]``.
@@ -16,7 +18,7 @@ def layer_norm_2d_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     Example:
         >>> y = layer_norm_2d_ref(torch.randn(2, 8, 5, 5), torch.ones(8), torch.zeros(8))
     """
-    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    compute = compute_dtype(x.dtype)
     xf = x.to(compute)
     mean = xf.mean(dim=1, keepdim=True)
     var = (xf - mean).pow(2).mean(dim=1, keepdim=True)

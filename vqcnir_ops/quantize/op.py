@@ -1,64 +1,19 @@
 """Registration of the nearest-code lookup as ``torch.ops.vqcnir.nearest_code_fwd`` / ``_bwd``.
 
 The only file of this op that talks to ``torch.library``. The forward op takes the concrete backend
-name (resolved by ``vqcnir_ops._backend`` before the call) and runs that implementation; its fake
-implementation gives shapes without running anything, so ``torch.compile(fullgraph=True)`` traces
-it. Only ``dist`` is differentiable (the index is piecewise constant); its backward is an op of its
-own, written in PyTorch for every backend, since it is a gather and a deterministic scatter.
+name (chosen by ``SPEC.choose`` before the call) and runs it through the glue (``vqcnir_ops._backend``);
+its fake implementation gives shapes without running anything, so ``torch.compile(fullgraph=True)``
+traces it. Only ``dist`` is differentiable (the index is piecewise constant); its backward is an op of
+its own, written in PyTorch for every backend, since it is a gather and a deterministic scatter.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
-
 import torch
 
-from vqcnir_ops import _backend, _extension
-from vqcnir_ops.quantize.reference import (
-    center_codebook,
-    compute_dtype,
-    nearest_code_dist_grad_ref,
-    nearest_code_ref,
-)
-
-SPEC = _backend.register_op(
-    _backend.OpBackends(
-        name="nearest_code",
-        dtypes={
-            "reference": _backend.ALL_FLOAT,
-            "cpp": _backend.ALL_FLOAT,
-            "triton": _backend.HALF_AND_FLOAT,
-            "cuda": _backend.HALF_AND_FLOAT,
-        },
-        # Triton first on GPU: the CUDA kernel has not been benchmarked against it on a GPU yet
-        # (benchmarks/results/); swap the order if a GPU run shows the CUDA kernel ahead.
-        gpu_order=("triton", "cuda"),
-    )
-)
-
-
-def _run_compiled(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    _extension.require()
-    mu, codes, code_sqnorm = center_codebook(codebook, compute_dtype(z, codebook))
-    return torch.ops.vqcnir_C.nearest_code(z, mu, codes, code_sqnorm)
-
-
-def _run_triton(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    from vqcnir_ops.quantize.triton_kernels import nearest_code_triton
-
-    mu, codes, code_sqnorm = center_codebook(codebook, torch.float32)
-    # Triton launches on the current CUDA device: make it z's.
-    with torch.cuda.device(z.device) if z.is_cuda else contextlib.nullcontext():
-        return nearest_code_triton(z, mu, codes, code_sqnorm)
-
-
-_IMPLEMENTATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = {
-    "reference": nearest_code_ref,
-    "cpp": _run_compiled,
-    "cuda": _run_compiled,
-    "triton": _run_triton,
-}
+from vqcnir_ops._dtypes import compute_dtype
+from vqcnir_ops.quantize.backends import SPEC
+from vqcnir_ops.quantize.reference import nearest_code_dist_grad_ref
 
 
 # The op returns (dist, indices), the functional (indices, dist): opcheck's autograd test sums the
@@ -66,14 +21,13 @@ _IMPLEMENTATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], tuple[torch.T
 @torch.library.custom_op("vqcnir::nearest_code_fwd", mutates_args=())
 def nearest_code_fwd(z: torch.Tensor, codebook: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``(dist [N], indices [N] int64)`` of the nearest code of each row; ``backend`` is concrete."""
-    indices, dist = _IMPLEMENTATIONS[backend](z, codebook)
-    return dist, indices
+    return SPEC.forward(backend, z, codebook)
 
 
 @nearest_code_fwd.register_fake
 def _(z: torch.Tensor, codebook: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     n_rows = z.shape[0]
-    return z.new_empty(n_rows, dtype=compute_dtype(z, codebook)), z.new_empty(n_rows, dtype=torch.int64)
+    return z.new_empty(n_rows, dtype=compute_dtype(z.dtype)), z.new_empty(n_rows, dtype=torch.int64)
 
 
 @torch.library.custom_op("vqcnir::nearest_code_bwd", mutates_args=())

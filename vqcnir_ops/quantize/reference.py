@@ -2,16 +2,21 @@
 
 Numerical contract (shared by the reference, C++, CUDA and Triton backends):
 
-- Compute dtype: float64 when ``z`` or ``codebook`` is float64, else float32 (float16/bfloat16 inputs
-  are upcast; the distance is returned in the compute dtype, so it cannot overflow float16).
+- Dtypes (the library's policy, ``vqcnir_ops._dtypes``): ``z`` is the activation, ``codebook`` a
+  parameter of any float dtype. Computed in float64 when ``z`` is float64, else float32 (float16/bfloat16
+  inputs are upcast); the distance is returned in that compute dtype, so it cannot overflow float16.
 - The squared distance is evaluated by the expansion ``|z - mu|^2 + |e - mu|^2 - 2 (z - mu).(e - mu)``
   where ``mu`` is the codebook mean (ignoring NaN; 0 where not finite). Subtracting ``mu`` changes
   no true distance but removes the common offset that makes the expansion cancel catastrophically
   (e.g. z and codes near 1000 with a small spread). What rounding is left can still make the
   expansion slightly negative: it is clamped at 0 (with a select, so NaN stays NaN).
-- Index: the argmin of the clamped distance. Ties go to the smallest index. A NaN distance counts as
-  smaller than every number (``torch.argmin``'s rule): a row with a NaN entry gets the first code
-  whose distance is NaN, and its reported distance is NaN. A NaN in ``z`` therefore gives index 0
+- Index: the argmin of the clamped distance; ties of computed distances go to the smallest index. Exact
+  duplicate codes (bitwise equal rows) always resolve to the first of them (``first_duplicates``): a
+  kernel may round the dot products of two copies differently in the last bit (BLAS and ``tl.dot`` do,
+  depending on where a code sits in a tile), so the chosen copy is mapped to its first occurrence after
+  the search. Distinct codes at the same true distance may go either way (see Accuracy). A NaN distance
+  counts as smaller than every number (``torch.argmin``'s rule): a row with a NaN entry gets the first
+  code whose distance is NaN, and its reported distance is NaN. A NaN in ``z`` therefore gives index 0
   and NaN, and a NaN code is chosen by every row.
 - Accuracy: where two codes are nearly equidistant, float32 rounding may pick either. The chosen
   code's true distance exceeds the true minimum by at most a few float32 ulps of
@@ -22,13 +27,10 @@ from __future__ import annotations
 
 import torch
 
+from vqcnir_ops._dtypes import compute_dtype
+
 # Rows per chunk in the reference, so that its N x K distance block stays near 64 MiB in float32.
 _CHUNK_ELEMENTS = 1 << 24
-
-
-def compute_dtype(z: torch.Tensor, codebook: torch.Tensor) -> torch.dtype:
-    """float64 if either input is float64, else float32."""
-    return torch.float64 if torch.float64 in (z.dtype, codebook.dtype) else torch.float32
 
 
 def center_codebook(codebook: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -43,6 +45,28 @@ def center_codebook(codebook: torch.Tensor, dtype: torch.dtype) -> tuple[torch.T
     mu = torch.where(torch.isfinite(mu), mu, torch.zeros_like(mu))
     codes = (book - mu).contiguous()
     return mu.contiguous(), codes, (codes * codes).sum(dim=1).contiguous()
+
+
+def first_duplicates(codebook: torch.Tensor) -> torch.Tensor | None:
+    """``[K]`` int64: for each code, the index of the first code bitwise equal to it; None when all differ.
+
+    Rows are compared as bit patterns (so NaN rows compare like any other, and -0.0 differs from 0.0).
+    """
+    n_codes = codebook.shape[0]
+    bits = {8: torch.int64, 4: torch.int32, 2: torch.int16}[codebook.element_size()]
+    _, inverse = torch.unique(codebook.contiguous().view(bits), dim=0, return_inverse=True)
+    n_unique = int(inverse.max()) + 1
+    if n_unique == n_codes:
+        return None
+    positions = torch.arange(n_codes, device=codebook.device)
+    first = torch.full((n_unique,), n_codes, dtype=torch.int64, device=codebook.device)
+    return first.scatter_reduce(0, inverse, positions, "amin")[inverse]
+
+
+def resolve_duplicates(indices: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """``indices`` with every exact duplicate code replaced by its first occurrence (module docstring)."""
+    first = first_duplicates(codebook) if indices.numel() else None
+    return indices if first is None else first[indices]
 
 
 def clamped_distances(z_centred: torch.Tensor, codes: torch.Tensor, code_sqnorm: torch.Tensor) -> torch.Tensor:
@@ -66,7 +90,7 @@ def nearest_code_ref(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Ten
     Example:
         >>> idx, dist = nearest_code_ref(torch.randn(6, 8), torch.randn(4, 8))
     """
-    dtype = compute_dtype(z, codebook)
+    dtype = compute_dtype(z.dtype)
     mu, codes, code_sqnorm = center_codebook(codebook, dtype)
     rows_per_chunk = max(1, _CHUNK_ELEMENTS // codes.shape[0])
     indices, dists = [], []
@@ -77,7 +101,7 @@ def nearest_code_ref(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Ten
         dists.append(dist.gather(1, index.unsqueeze(1)).squeeze(1))
     if not indices:  # N == 0
         return z.new_empty(0, dtype=torch.int64), z.new_empty(0, dtype=dtype)
-    return torch.cat(indices), torch.cat(dists)
+    return resolve_duplicates(torch.cat(indices), codebook), torch.cat(dists)
 
 
 def nearest_code_dist_grad_ref(
@@ -88,7 +112,7 @@ def nearest_code_dist_grad_ref(
     The index is piecewise constant, so only the distance carries a gradient. The codebook gradient
     sums the rows that chose each code; ``index_put_(accumulate=True)`` does so in a fixed order.
     """
-    dtype = compute_dtype(z, codebook)
+    dtype = compute_dtype(z.dtype)
     diff = z.to(dtype) - codebook.to(dtype).index_select(0, indices)
     grad_rows = 2.0 * grad_dist.to(dtype).unsqueeze(1) * diff
     grad_codebook = torch.zeros(codebook.shape, dtype=dtype, device=codebook.device)

@@ -1,0 +1,77 @@
+"""The backends of ``bidirectional_channel_attention``, declared once (see ``vqcnir_ops._backend``).
+
+Every backend runs the two-phase algorithm of ``staged.py`` with its own two phase kernels (``Phases``):
+plain PyTorch (``reference``), the C++ kernels (``cpp``), the Triton kernels (``triton``, C <= 128 per head:
+a C x C tile of the map lives in one program). The CPU order has ``cpp`` first: it was ahead of the
+reference in ``benchmarks/bench_channel_attention.py`` (see the README's benchmark table).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+import torch
+
+from vqcnir_ops._backend import Backend, Facts, OpSpec
+from vqcnir_ops.attention.staged import AttentionMap, Phases, staged_backward, staged_forward
+
+MAX_CHANNELS_PER_HEAD = 128  # the Triton kernels' limit (one C x C tile per program); the others have none
+
+
+def _cpp_gram(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return torch.ops.vqcnir_C.channel_gram(x, y)
+
+
+def _cpp_mix(w: torch.Tensor, z: torch.Tensor, x: torch.Tensor | None, a: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.vqcnir_C.channel_mix(w, z, x, a)
+
+
+CPP_PHASES = Phases(_cpp_gram, _cpp_mix)
+
+
+def _staged(phases: str, supports: Callable[[Facts], str | None] | None = None) -> Backend:
+    """A backend whose phase kernels are ``phases`` ("module:attribute", imported on first use)."""
+
+    def load() -> Phases:
+        module, _, name = phases.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def forward(*args: object) -> tuple[torch.Tensor, ...]:
+        y_d, y_g, amap = staged_forward(load(), *args)
+        return y_d, y_g, *amap
+
+    def backward(*args: object) -> tuple[torch.Tensor, ...]:
+        *tensors, attn, scores, norm_d, norm_g, normalize, scale, eps = args
+        amap = AttentionMap(attn, scores, norm_d, norm_g)
+        temperature, gain_d, gain_g = tensors[6:9]
+        g = staged_backward(load(), *tensors, amap, normalize, scale, eps)
+        return (
+            g.q_d,
+            g.q_g,
+            g.v_d,
+            g.v_g,
+            g.temperature.to(temperature.dtype),
+            g.gain_d.to(gain_d.dtype),
+            g.gain_g.to(gain_g.dtype),
+        )
+
+    return Backend(forward, backward, supports=supports)
+
+
+def _triton_limit(facts: Facts) -> str | None:
+    channels = int(facts.get("channels_per_head", 0))  # absent: a report, not a call
+    if channels > MAX_CHANNELS_PER_HEAD:
+        return f"its kernels take at most {MAX_CHANNELS_PER_HEAD} channels per head, the call has {channels}"
+    return None
+
+
+SPEC = OpSpec(
+    "bidirectional_channel_attention",
+    {
+        "reference": _staged("vqcnir_ops.attention.staged:TORCH_PHASES"),
+        "cpp": _staged("vqcnir_ops.attention.backends:CPP_PHASES"),
+        "triton": _staged("vqcnir_ops.attention.triton_kernels:TRITON_PHASES", _triton_limit),
+    },
+    gpu_order=("triton",),
+)
