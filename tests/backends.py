@@ -28,7 +28,7 @@ def device_for(backend: str) -> str:
 def backend_params(op: str) -> list:
     """One pytest param per backend the op implements, skipped (with the reason) where unavailable."""
     params = []
-    for backend in registered_ops()[op].dtypes:
+    for backend in registered_ops()[op].backends:
         reason = backend_unavailable_reason(backend, device_for(backend))
         if reason and backend in REQUIRED:
             raise RuntimeError(f"VQCNIR_REQUIRE_BACKENDS names {backend!r}, but it is unavailable: {reason}")

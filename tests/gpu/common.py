@@ -1,10 +1,11 @@
-"""What every GPU test shares: the skip on machines without CUDA, the GPU backends of an op, the dtypes.
+"""What every GPU test shares: the skip on machines without CUDA, the GPU backends of an op, TF32.
 
 The GPU tests (marker ``gpu``) check the compiled kernels on a real GPU, at VQCNIR's shapes: every op on
 every GPU backend (``cuda``, ``triton``) in float32/float16/bfloat16, forward and backward, against the
-float64 reference; the deterministic modes run to run; float32 under TF32; grids past CUDA's per-axis
-limits. Run them with ``scripts/gpu_check.sh`` (which also requires every GPU backend) or
-``python -m pytest -m gpu tests/gpu``; without a GPU they are skipped with the reason.
+float64 reference (the conformance suite's comparison, collected by ``test_gpu_ops.py``); the deterministic
+modes run to run; float32 under TF32; grids past CUDA's per-axis limits. Run them with
+``scripts/gpu_check.sh`` (which also requires every GPU backend) or ``python -m pytest -m gpu tests/gpu``;
+without a GPU they are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from tests.backends import backend_params
 GPU = torch.cuda.is_available()
 DEVICE = "cuda"
 NEEDS_GPU = [pytest.mark.gpu, pytest.mark.skipif(not GPU, reason="needs a CUDA GPU: scripts/gpu_check.sh on one")]
-DTYPES = [pytest.param(d, id=str(d).removeprefix("torch.")) for d in (torch.float32, torch.float16, torch.bfloat16)]
 
 
 def gpu_backends(op: str) -> list:

@@ -38,7 +38,7 @@ from vqcnir_ops._launch import (
 from vqcnir_ops._testing import assert_close
 from vqcnir_ops.attention.reference import bidirectional_channel_attention_ref
 from vqcnir_ops.curve.reference import curve_map_ref
-from vqcnir_ops.deform.reference import deform_conv2d_ref
+from vqcnir_ops.deform.reference import Geometry, deform_conv2d_ref
 
 TRITON = [p for p in backend_params("curve_map") if p.values[0] == "triton"]
 DEVICE = device_for("triton")  # a GPU where there is one, else the CPU under Triton's interpreter
@@ -150,12 +150,12 @@ def test_deform_launches_within_limits_past_65535_batch(monkeypatch):
     x = torch.randn(65537, 2, 2, 2)
     offset, mask = torch.randn(65537, 2, 2, 2), torch.rand(65537, 1, 2, 2)
     weight, bias = torch.randn(2, 1, 1, 1), torch.zeros(2)
-    geo = ((1, 1), (0, 0), (1, 1))
+    geo = Geometry()
     modules = ((deform_tk, "_deform_conv2d_fwd_kernel"), (deform_bwd, "_deform_conv2d_bwd_weight_kernel"),
                (deform_bwd, "_deform_conv2d_bwd_data_kernel"))  # fmt: skip
     with use_target(GPU_TARGETS[86]), _recorded(monkeypatch, *modules) as calls:
-        out = deform_tk.deform_conv2d_triton(x, offset, mask, weight, bias, *geo)
-        deform_bwd.deform_conv2d_backward_triton(torch.ones_like(out), x, offset, mask, weight, bias, *geo, False)
+        out = deform_tk.deform_conv2d_triton(x, offset, mask, weight, bias, geo)
+        deform_bwd.deform_conv2d_backward_triton(torch.ones_like(out), x, offset, mask, weight, bias, geo, False)
     _check_tiling(calls, "_deform_conv2d_fwd_kernel")
     _check_tiling(calls, "_deform_conv2d_bwd_data_kernel")
 

@@ -1,27 +1,15 @@
-"""IMACConv and the AIEM layers: equal to the official structure (after the key mapping) and to a plain
-re-implementation with the reference curve, for every curve_map backend."""
+"""IMACConv and the AIEM layers: equal to a plain re-implementation with the reference curve, for every
+curve_map backend (equal to the official structure after the key mapping: tests/model/test_official.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from tests.backends import backend_params, device_for
-from tests.modules.official_aiem import OfficialAIEM, OfficialIMAConv, randomise_
-from vqcnir_ops import (
-    AIEM,
-    HIE,
-    IMAE,
-    IMACConv,
-    LargeKernelAttention,
-    SimpleGate,
-    SimplifiedChannelAttention,
-    convert_official_aiem,
-    convert_official_aiem_blocks,
-)
-from vqcnir_ops.aiem import OFFICIAL_AIEM_PREFIX
+from tests.modules.official_aiem import randomise_
+from vqcnir_ops import AIEM, HIE, IMAE, IMACConv, LargeKernelAttention, SimpleGate, SimplifiedChannelAttention
 from vqcnir_ops.curve.reference import curve_map_ref
 
 BACKENDS = backend_params("curve_map")
@@ -63,63 +51,11 @@ def test_imac_matches_plain_reimplementation(backend, channels, out_channels, sp
         torch.testing.assert_close(g, e, **tol)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_aiem_matches_official_structure_after_key_mapping(backend):
-    device, dtype = device_for(backend), _dtype(backend)
-    official = randomise_(OfficialAIEM(16, split=4, n_curve=3), 1).to(device, dtype)
-    ours = AIEM(16, split=4, n_curve=3, backend=backend).to(device, dtype)
-    ours.load_state_dict(convert_official_aiem(official.state_dict()), strict=True)
-    x = (0.5 + torch.randn(2, 16, 9, 11, dtype=torch.float64)).to(device, dtype).requires_grad_()
-    got, expected = ours(x), official(x)
-    tol = {"rtol": 1e-9, "atol": 1e-9} if dtype == torch.float64 else {"rtol": 2e-5, "atol": 2e-5}
-    torch.testing.assert_close(got, expected, **tol)
-    weights = torch.randn_like(got)
-    (grad,) = torch.autograd.grad((got * weights).sum(), x)
-    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), x)
-    torch.testing.assert_close(grad, expected_grad, **tol)
-
-
-def test_imac_matches_official_imaconv():
-    official = randomise_(OfficialIMAConv(12, split=3, n_curve=2), 2).double()
-    ours = IMACConv(12, 12, split=3, n_curve=2).double()
-    state = {f"IMAC.{k}": v for k, v in official.state_dict().items()}
-    converted = {k.removeprefix("imae.imac."): v for k, v in convert_official_aiem(state).items()}
-    ours.load_state_dict(converted, strict=True)
-    x = 0.5 + torch.randn(1, 12, 6, 5, dtype=torch.float64)
-    torch.testing.assert_close(ours(x), official(x), rtol=1e-10, atol=1e-10)
-
-
-def test_official_checkpoint_blocks_load_by_mapping():
-    # Two blocks under the official prefix plus an unrelated key, as in a full checkpoint.
-    blocks = [randomise_(OfficialAIEM(8, split=4, n_curve=3).double(), seed) for seed in (3, 4)]
-    checkpoint = {
-        f"{OFFICIAL_AIEM_PREFIX}{k}.{key}": v for k, b in enumerate(blocks) for key, v in b.state_dict().items()
-    }
-    checkpoint["multiscale_encoder.in_conv.weight"] = torch.zeros(3)
-    ours = nn.Sequential(AIEM(8), AIEM(8)).double()
-    ours.load_state_dict(convert_official_aiem_blocks(checkpoint), strict=True)
-    assert ours[1].imae.imac.proj.weight.shape == (8, 2, 3, 3)
-    assert ours[0].hie.sca.conv.weight.shape == blocks[0].sca2[1].weight.shape == (8, 16, 1, 1)
-    x = torch.randn(1, 8, 6, 6, dtype=torch.float64)
-    torch.testing.assert_close(ours(x), blocks[1](blocks[0](x)), rtol=1e-10, atol=1e-10)
-
-
-def test_convert_rejects_unknown_keys():
-    with pytest.raises(KeyError, match="unknown official AIEM key 'sca3.weight'"):
-        convert_official_aiem({"sca3.weight": torch.zeros(1)})
-    with pytest.raises(ValueError, match="numbered 0..S-1"):
-        convert_official_aiem({"IMAC.conv1.weight": torch.zeros(1)})
-
-
 def test_fresh_aiem_is_identity_and_parameter_shapes():
     block = AIEM(32)
     x = torch.randn(2, 32, 5, 5)
     torch.testing.assert_close(block(x), x)
     assert block.beta.shape == block.gamma.shape == (1, 32, 1, 1)
-    official_shapes = {k: tuple(v.shape) for k, v in OfficialAIEM(32).state_dict().items()}
-    ours = {k: tuple(v.shape) for k, v in convert_official_aiem(OfficialAIEM(32).state_dict()).items()}
-    assert ours == {k: tuple(v.shape) for k, v in block.state_dict().items()}
-    assert len(official_shapes) == len(ours) + 2 * 4 - 2  # conv{i}.weight/bias (8 keys) became proj (2 keys)
 
 
 def test_layers_shapes_and_values():

@@ -1,62 +1,157 @@
-"""nearest_code: every backend against float64 distances, on shapes and values drawn by hypothesis."""
+"""nearest_code: the conformance suite's case, and the lookup's own special values (offsets, ties, NaN, many codes)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 
 import vqcnir_ops
 from tests.backends import backend_params, device_for
-from vqcnir_ops import BackendUnavailableError, nearest_code
-from vqcnir_ops._testing import check_nearest_code, make_noncontiguous, poisoned_empty
+from tests.ops.conformance import BadCall, Case, Conformance, Example, Result, Tensors, st
+from vqcnir_ops import nearest_code, nearest_code_ref
+from vqcnir_ops._dtypes import compute_dtype
+from vqcnir_ops._testing import TOLERANCES, check_nearest_code
 
 BACKENDS = backend_params("nearest_code")
 LOW_AND_FLOAT = [torch.float32, torch.float16, torch.bfloat16]
 
 
-def _dtypes(backend: str) -> list[torch.dtype]:
-    return LOW_AND_FLOAT + ([torch.float64] if backend in ("reference", "cpp") else [])
-
-
-def _compute(z: torch.Tensor, codebook: torch.Tensor) -> torch.dtype:
-    return torch.float64 if torch.float64 in (z.dtype, codebook.dtype) else torch.float32
-
-
-def _draw_inputs(data: st.DataObject, backend: str, max_n: int = 140, max_k: int = 150, max_d: int = 70):
-    n = data.draw(st.integers(0, max_n), label="N")
-    k = data.draw(st.integers(1, max_k), label="K")
-    d = data.draw(st.integers(1, max_d), label="D")
-    dtype = data.draw(st.sampled_from(_dtypes(backend)), label="dtype")
-    offset = data.draw(st.sampled_from([0.0, 3.0, 1000.0]), label="offset")
-    spread = data.draw(st.sampled_from([1e-2, 1.0, 30.0]), label="spread")
-    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
-    gen = torch.Generator().manual_seed(seed)
+def _rows_and_codes(
+    n: int, k: int, d: int, offset: float, spread: float, gen: torch.Generator, regimes: int = 3
+) -> Tensors:
+    """Rows near codes, near midpoints between codes, and far away: all three regimes of the argmin (or only the
+    first, clear-cut one, where two layouts of one call must pick the same codes)."""
     codebook = offset + spread * torch.randn(k, d, generator=gen, dtype=torch.float64)
-    # Rows near codes, near midpoints between codes, and far away: all three regimes of the argmin.
     pick = torch.randint(0, k, (n, 2), generator=gen)
     near = codebook[pick[:, 0]] + 0.1 * spread * torch.randn(n, d, generator=gen, dtype=torch.float64)
     middle = 0.5 * (codebook[pick[:, 0]] + codebook[pick[:, 1]])
     far = offset + 3 * spread * torch.randn(n, d, generator=gen, dtype=torch.float64)
-    kind = torch.randint(0, 3, (n, 1), generator=gen)
-    z = torch.where(kind == 0, near, torch.where(kind == 1, middle, far))
-    device = device_for(backend)
-    z, codebook = z.to(device=device, dtype=dtype), codebook.to(device=device, dtype=dtype)
-    if data.draw(st.booleans(), label="non-contiguous z"):
-        z = make_noncontiguous(z)
-    if data.draw(st.booleans(), label="float32 codebook"):
-        codebook = codebook.float()
-    return z, codebook
+    kind = torch.randint(0, regimes, (n, 1), generator=gen)
+    return {"z": torch.where(kind == 0, near, torch.where(kind == 1, middle, far)), "codebook": codebook}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@given(data=st.data())
-def test_matches_float64_contract(backend, data):
-    z, codebook = _draw_inputs(data, backend)
-    with poisoned_empty():
-        indices, dist = nearest_code(z, codebook, backend=backend)
-    check_nearest_code(z, codebook, indices, dist, _compute(z, codebook))
+class NearestCodeCase(Case):
+    op = "nearest_code"
+    activations = ("z",)
+    differentiable = ("z", "codebook")
+    gpu_repeats = "outputs"  # the codebook gradient is an index_put with accumulate
+
+    def call(self, tensors: Tensors, options: dict, backend: str | None) -> tuple[torch.Tensor, ...]:
+        indices, dist = nearest_code(tensors["z"], tensors["codebook"], backend=backend)
+        return dist, indices
+
+    def reference(self, tensors: Tensors, options: dict) -> tuple[torch.Tensor, ...]:
+        indices, dist = nearest_code_ref(tensors["z"], tensors["codebook"])
+        return dist, indices
+
+    def draw(self, data: st.DataObject, backend: str) -> Example:
+        n, k, d = (
+            data.draw(st.integers(lo, hi), label=label)
+            for lo, hi, label in ((0, 140, "N"), (1, 150, "K"), (1, 70, "D"))
+        )
+        offset = data.draw(st.sampled_from([0.0, 3.0, 1000.0]), label="offset")
+        spread = data.draw(st.sampled_from([1e-2, 1.0, 30.0]), label="spread")
+        gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1), label="seed"))
+        return Example(
+            _rows_and_codes(n, k, d, offset, spread, gen),
+            dtype=data.draw(st.sampled_from(self.dtypes(backend)), label="dtype"),
+            noncontiguous=frozenset({"z"} if data.draw(st.booleans(), label="non-contiguous z") else ()),
+            seed=n + k,
+        )
+
+    def check(self, example: Example, got: Result, low: Result, exact: Result) -> None:
+        """The lookup's contract (``check_nearest_code``), and the gradient of ``dist`` at the chosen codes.
+
+        Near-ties may pick another code than the reference, so the exact gradient is taken at the op's own
+        indices: ``d dist / d z = 2 (z - e)``, ``d dist / d e = -2 (z - e)`` summed over the rows that chose e.
+        """
+        rounded = example.rounded(self)
+        z, codebook = rounded.tensors["z"], rounded.tensors["codebook"]
+        dist, indices = got.outputs
+        check_nearest_code(z, codebook, indices, dist, compute_dtype(example.dtype))
+        if not got.grads:
+            return
+        z64, book64 = z.clone().requires_grad_(), codebook.clone().requires_grad_()
+        weights = torch.randn(dist.shape, generator=torch.Generator().manual_seed(example.seed), dtype=torch.float64)
+        weights = weights.to(dist.dtype).double()
+        ((z64 - book64[indices]) ** 2).sum(1).mul(weights).sum().backward()
+        scale = 1.0 + 2 * max(z.abs().max().item() if z.numel() else 0.0, codebook.abs().max().item())
+        for name, expected in (("z", z64.grad), ("codebook", book64.grad)):
+            rtol = TOLERANCES[got.grads[name].dtype]["rtol"]
+            torch.testing.assert_close(
+                got.grads[name].double(),
+                expected,
+                rtol=rtol,
+                atol=rtol * scale,
+                msg=lambda m, name=name: f"grad {name}: {m}",
+            )
+
+    def fixed_example(self) -> Example:
+        return Example(_rows_and_codes(37, 23, 19, 0.0, 1.0, torch.Generator().manual_seed(0), regimes=1))
+
+    def gradcheck_examples(self) -> list[Example]:
+        gen = torch.Generator().manual_seed(3)
+        z, codebook = (torch.randn(rows, 6, dtype=torch.float64, generator=gen) for rows in (11, 7))
+        return [Example({"z": z, "codebook": codebook}, dtype=torch.float64)]
+
+    def empty_example(self) -> Example:
+        return Example(
+            {"z": torch.randn(0, 5, dtype=torch.float64), "codebook": torch.randn(3, 5, dtype=torch.float64)}
+        )
+
+    def opcheck_calls(self, backend: str, device: str) -> list:
+        z = torch.randn(37, 19, device=device, requires_grad=True)
+        codebook = torch.randn(23, 19, device=device, requires_grad=True)
+        indices = torch.randint(0, 23, (37,), device=device)
+        return [
+            (torch.ops.vqcnir.nearest_code_fwd.default, (z, codebook, backend)),
+            (
+                torch.ops.vqcnir.nearest_code_bwd.default,
+                (torch.randn(37, device=device), z.detach(), codebook.detach(), indices),
+            ),
+        ]
+
+    def bad_arguments(self) -> list[BadCall]:
+        cases = [
+            ("3-D z", torch.randn(4, 3, 2), torch.randn(5, 2), ValueError, "'z' must have 2 dimensions"),
+            ("1-D codebook", torch.randn(4, 2), torch.randn(5), ValueError, "'codebook' must have 2 dimensions"),
+            ("dims differ", torch.randn(4, 3), torch.randn(5, 2), ValueError, "'z' has rows of dim 3 but 'codebook'"),
+            ("integer z", torch.randint(0, 5, (4, 2)), torch.randn(5, 2), TypeError, "'z' must be float"),
+            ("integer codes", torch.randn(4, 2), torch.randint(0, 5, (5, 2)), TypeError, "'codebook' must be float"),
+            ("no codes", torch.randn(4, 2), torch.randn(0, 2), ValueError, "'codebook' must hold at least one code"),
+            ("two devices", torch.randn(4, 2), torch.randn(5, 2, device="meta"), ValueError, "same device"),
+            ("list z", [[1.0, 2.0]], torch.randn(5, 2), TypeError, "'z' must be a torch.Tensor"),
+        ]
+        return [BadCall(i, lambda z=z, c=c: nearest_code(z, c), e, w) for i, z, c, e, w in cases]
+
+    def nan_examples(self) -> dict[str, Example]:
+        tensors = self.fixed_example().tensors
+        nan_z, nan_codes, inf_z = ({k: v.clone() for k, v in tensors.items()} for _ in range(3))
+        nan_z["z"][[2, 30], [7, 0]] = float("nan")
+        nan_codes["codebook"][[15, 4], [3, 0]] = float("nan")
+        inf_z["z"][5, 1] = float("inf")
+        inf_z["z"][9, 2] = -float("inf")
+        return {"NaN in z": Example(nan_z), "NaN codes": Example(nan_codes), "inf in z": Example(inf_z)}
+
+    def gpu_examples(self) -> dict[str, Example]:
+        """VQCNIR's lookup (1024 codes of dim 512), few codes of odd dim, many codes of dim 8: rows near codes."""
+        sizes = ((1024, 1024, 512), (1000, 37, 37), (70, 16384, 8))
+        return {f"N={n} K={k} D={d}": Example(_near_codes(n, k, d)) for n, k, d in sizes}
+
+
+def _near_codes(n: int, k: int, d: int) -> Tensors:
+    """Rows near codes (the regime of a trained quantizer), seeded by the sizes."""
+    gen = torch.Generator().manual_seed(n + k + d)
+    codebook = torch.randn(k, d, generator=gen, dtype=torch.float64)
+    noise = 0.3 * torch.randn(n, d, generator=gen, dtype=torch.float64)
+    return {"z": codebook[torch.randint(0, k, (n,), generator=gen)] + noise, "codebook": codebook}
+
+
+class TestNearestCode(Conformance):
+    case = NearestCodeCase()
+
+
+# --- the lookup's own special values ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -85,6 +180,8 @@ def test_large_offset_half_precision_is_finite(backend, dtype):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_duplicate_codes_tie_to_smallest_index(backend):
+    # Exact copies of a code sit at different places of the codebook tiles, where a kernel may round their dot
+    # products differently in the last bit: every backend maps the chosen copy to the first one.
     gen = torch.Generator().manual_seed(1)
     unique = torch.randn(20, 24, generator=gen)
     order = torch.randint(0, 20, (100,), generator=gen)  # each unique code repeated at random positions
@@ -98,6 +195,9 @@ def test_duplicate_codes_tie_to_smallest_index(backend):
     chosen = order[indices.cpu()]
     expected = torch.tensor([first_occurrence[c] for c in chosen.tolist()])
     assert torch.equal(indices.cpu(), expected)
+    # A z equal to a duplicated code: distance 0 to all its copies, the first one wins.
+    first = first_occurrence[order[50].item()]
+    assert nearest_code(codebook[50:51].to(device), codebook.to(device), backend=backend)[0].item() == first
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -118,11 +218,8 @@ def test_nan_rules(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_edge_sizes(backend):
+def test_one_code(backend):
     device = device_for(backend)
-    empty_idx, empty_dist = nearest_code(torch.randn(0, 5, device=device), torch.randn(3, 5, device=device),
-                                         backend=backend)  # fmt: skip
-    assert empty_idx.shape == (0,) and empty_dist.shape == (0,)
     z = torch.randn(1, 3)
     indices, dist = nearest_code(z.to(device), z.to(device) + 0.5, backend=backend)  # K = 1
     assert indices.tolist() == [0]
@@ -141,92 +238,12 @@ def test_many_codes(backend):
     assert indices.tolist() == [65535, 0, 40000, 12345]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@given(data=st.data())
-def test_dist_gradients_match_float64(backend, data):
-    z, codebook = _draw_inputs(data, backend, max_n=40, max_k=30, max_d=20)
-    z = z.detach().float().requires_grad_()
-    codebook = codebook.detach().float().requires_grad_()
-    weights = torch.randn(z.shape[0], dtype=torch.float64)
-    indices, dist = nearest_code(z, codebook, backend=backend)
-    (dist.double().cpu() * weights).sum().backward()
-    z64 = z.detach().double().cpu().requires_grad_()
-    book64 = codebook.detach().double().cpu().requires_grad_()
-    exact = ((z64 - book64[indices.cpu()]) ** 2).sum(1)
-    (exact * weights).sum().backward()
-    scale = 1.0 + 2 * torch.cat([z64.detach().flatten(), book64.detach().flatten()]).abs().max().item()
-    torch.testing.assert_close(z.grad.double().cpu(), z64.grad, rtol=1e-5, atol=1e-5 * scale)
-    torch.testing.assert_close(codebook.grad.double().cpu(), book64.grad, rtol=1e-5, atol=1e-5 * scale)
-
-
-@pytest.mark.parametrize("backend", [p for p in BACKENDS if p.id in ("reference", "cpp")])
-def test_gradcheck_float64(backend):
-    gen = torch.Generator().manual_seed(3)
-    z = torch.randn(11, 6, dtype=torch.float64, generator=gen, requires_grad=True)
-    codebook = torch.randn(7, 6, dtype=torch.float64, generator=gen, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: nearest_code(a, b, backend=backend)[1], (z, codebook))
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_opcheck(backend):
-    device = device_for(backend)
-    z = torch.randn(37, 19, device=device, requires_grad=True)
-    codebook = torch.randn(23, 19, device=device, requires_grad=True)
-    torch.library.opcheck(torch.ops.vqcnir.nearest_code_fwd.default, (z, codebook, backend))
-    indices = torch.randint(0, 23, (37,), device=device)
-    torch.library.opcheck(torch.ops.vqcnir.nearest_code_bwd.default, (torch.randn(37, device=device), z.detach(),
-                                                                      codebook.detach(), indices))  # fmt: skip
-
-
-@pytest.mark.slow
-def test_torch_compile_fullgraph():
-    compiled = torch.compile(lambda z, c: nearest_code(z, c), fullgraph=True, backend="aot_eager")
-    z, codebook = torch.randn(50, 12), torch.randn(30, 12)
-    expected = nearest_code(z, codebook)
-    got = compiled(z, codebook)
-    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
-
-
-# --- bad input and backend choice -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("z", "codebook", "error", "words"),
-    [
-        (torch.randn(4, 3, 2), torch.randn(5, 2), ValueError, "'z' must have 2 dimensions"),
-        (torch.randn(4, 2), torch.randn(5), ValueError, "'codebook' must have 2 dimensions"),
-        (torch.randn(4, 3), torch.randn(5, 2), ValueError, "'z' has rows of dim 3 but 'codebook'"),
-        (torch.randint(0, 5, (4, 2)), torch.randn(5, 2), TypeError, "'z' must be float"),
-        (torch.randn(4, 2), torch.randint(0, 5, (5, 2)), TypeError, "'codebook' must be float"),
-        (torch.randn(4, 2), torch.randn(0, 2), ValueError, "'codebook' must hold at least one code"),
-        (torch.randn(4, 2), torch.randn(5, 2, device="meta"), ValueError, "same device"),
-        ([[1.0, 2.0]], torch.randn(5, 2), TypeError, "'z' must be a torch.Tensor"),
-    ],
-)
-def test_bad_input_names_the_argument(z, codebook, error, words):
-    with pytest.raises(error, match=words):
-        nearest_code(z, codebook)
-
-
-def test_forced_backend_unavailable_raises(monkeypatch):
-    z, codebook = torch.randn(4, 2), torch.randn(5, 2)
-    with pytest.raises(BackendUnavailableError, match="cuda backend runs CUDA tensors only"):
-        nearest_code(z, codebook, backend="cuda")
-    monkeypatch.setenv("VQCNIR_OPS_BACKEND", "cuda")
-    with pytest.raises(BackendUnavailableError, match="'cuda' was requested"):
-        nearest_code(z, codebook)
-    # The argument wins over the environment.
-    assert nearest_code(z, codebook, backend="reference")[0].shape == (4,)
-    monkeypatch.setenv("VQCNIR_OPS_BACKEND", "fastest")
-    with pytest.raises(ValueError, match="environment variable VQCNIR_OPS_BACKEND must be one of"):
-        nearest_code(z, codebook)
-    with pytest.raises(ValueError, match="argument 'backend' must be one of"):
-        nearest_code(z, codebook, backend="gpu")
-
-
-def test_triton_float64_is_refused():
-    with pytest.raises(BackendUnavailableError, match="does not support dtype torch.float64"):
-        nearest_code(torch.randn(3, 2, dtype=torch.float64), torch.randn(4, 2), backend="triton")
+def test_parameters_of_any_dtype_activations_decide():
+    # The dtype policy: z (the activation) decides the compute dtype; the codebook (a parameter) may differ.
+    z, codebook = torch.randn(6, 4), torch.randn(5, 4, dtype=torch.float64)
+    assert nearest_code(z, codebook)[1].dtype == torch.float32
+    assert nearest_code(z.double(), codebook.half())[1].dtype == torch.float64
+    assert nearest_code(z.bfloat16(), codebook.float())[1].dtype == torch.float32
 
 
 def test_public_api_exports():
