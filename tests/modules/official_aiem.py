@@ -2,7 +2,7 @@
 models/main_decode.py): same attribute names, shapes and forward, in plain PyTorch.
 
 It gives state dicts with the official key names and shapes, and the expected outputs, so the tests can
-check ``vqcnir_ops.aiem.convert_official_aiem`` and the fused layers end to end.
+check ``vqcnir.official.aiem_state_dict_from_official`` and the fused layers end to end.
 """
 
 from __future__ import annotations

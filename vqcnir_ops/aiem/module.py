@@ -79,7 +79,7 @@ class AIEM(nn.Module):
         split: IMACConv groups (4). n_curve: curve iterations (3). backend: ``curve_map`` backend.
 
     Shapes: ``[B, C, H, W]`` -> ``[B, C, H, W]``. Load the official checkpoint's
-    ``multiscale_encoder.blocks.3.blks.{k}.*`` with ``vqcnir_ops.aiem.convert_official_aiem``.
+    ``multiscale_encoder.blocks.3.blks.{k}.*`` with ``vqcnir.official.aiem_state_dict_from_official``.
 
     Example:
         >>> block = AIEM(64)

@@ -40,7 +40,7 @@ class IMACConv(nn.Module):
         backend: ``curve_map`` backend (default automatic).
 
     Shapes: ``[B, in_channels, H, W]`` -> ``[B, out_channels, H, W]``. Official checkpoint keys:
-    ``vqcnir_ops.aiem.convert`` maps ``predictA{i}.*`` to ``curve_nets.{i}.*`` and concatenates
+    ``vqcnir.official.AIEM_RULES`` map ``predictA{i}.*`` to ``curve_nets.{i}.*`` and concatenate
     ``conv{i}.*`` into ``proj.*``.
 
     Example:
