@@ -61,7 +61,8 @@ class DeformTiles(LocalOp):
         base_x = ((region.x0 + torch.arange(w, device=device)) * sw - pw).view(1, 1, -1)
         y = off[:, :, :, 0] + (base_y + tap_y).to(dtype)
         x = off[:, :, :, 1] + (base_x + tap_x).to(dtype)
-        box = Region(*_span(y, source.height), *_span(x, source.width))
+        box = Region(*_span(y, source.height, base_y, tap_y, off[:, :, :, 0]),
+                     *_span(x, source.width, base_x, tap_x, off[:, :, :, 1]))  # fmt: skip
         cin = node.inputs[0].meta.shape[1]
         too_big = box.area * batch * cin * node.inputs[0].meta.element_size() > ctx.fetch_limit
         if too_big and h * w > 1:  # split the tile along its longer side
@@ -95,14 +96,28 @@ class DeformTiles(LocalOp):
         return box * node.inputs[0].node.pixel_bytes(node.inputs[0].index) * 2
 
 
-def _span(positions: torch.Tensor, size: int) -> tuple[int, int]:
-    """Rows ``[lo, hi)`` of the image holding the bilinear neighbours of ``positions`` that can be non-zero."""
-    useful = positions[torch.isfinite(positions) & (positions > -1) & (positions < size)]
-    if useful.numel() == 0:
+def _span(
+    positions: torch.Tensor, size: int, base: torch.Tensor, taps: torch.Tensor, offsets: torch.Tensor
+) -> tuple[int, int]:
+    """Rows ``[lo, hi)`` of the image holding the bilinear neighbours of ``positions`` that can be non-zero.
+
+    First from the extreme offsets (two reductions; a box that contains every sample); when they are not
+    finite or scatter the box wider than the whole image, from the positions that fall inside the image.
+    """
+    low, high = (v.item() for v in torch.aminmax(offsets))
+    if math.isfinite(low) and math.isfinite(high):
+        lo = math.floor(base.min().item() + taps.min().item() + low)
+        hi = math.floor(base.max().item() + taps.max().item() + high) + 2
+        if hi - lo <= size:
+            lo, hi = max(lo, 0), min(hi, size)
+            return (lo, hi) if lo < hi else (0, 0)
+    useful = (positions > -1) & (positions < size)  # False for NaN and infinities too
+    low = torch.where(useful, positions, math.inf).amin().item()
+    high = torch.where(useful, positions, -math.inf).amax().item()
+    if low == math.inf:
         return 0, 0
-    lo = max(int(math.floor(useful.min().item())), 0)
-    hi = min(int(math.floor(useful.max().item())) + 2, size)
-    return lo, max(hi, lo)
+    lo = max(int(math.floor(low)), 0)
+    return lo, max(min(int(math.floor(high)) + 2, size), lo)
 
 
 def _fit(extent: int, kernel: int, out: int) -> tuple[int, int]:

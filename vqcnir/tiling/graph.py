@@ -72,6 +72,11 @@ class LocalOp(Op):
     random_access: tuple[int, ...] = ()
     cheap = False  # recomputed wherever it is needed instead of being materialised (constants)
 
+    def recomputable(self, node: Node) -> bool:
+        """Cheap enough to recompute in later passes instead of keeping its output (per-pixel ops, 1x1
+        convolutions, resampling)."""
+        return False
+
     def input_regions(self, node: Node, region: Region) -> list[Region | None]:
         """The region of each spatial input that ``region`` of the output needs (unclipped; None for the
         small and random-access inputs)."""

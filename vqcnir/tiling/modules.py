@@ -48,6 +48,9 @@ class ModuleOnCrops(LocalOp):
     def describe(self) -> str:
         return self.name
 
+    def recomputable(self, node: Node) -> bool:
+        return self.halo == 0
+
     def _grow(self, region: Region) -> Region:
         h = self.halo
         return Region(region.y0 - h, region.y1 + h, region.x0 - h, region.x1 + h)

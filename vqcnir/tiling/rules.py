@@ -84,6 +84,9 @@ class PerPixel(LocalOp):
     def describe(self) -> str:
         return self.name
 
+    def recomputable(self, node: Node) -> bool:
+        return True
+
     def compute(self, node: Node, inputs: list[Any], region: Region, ctx: Context) -> tuple:
         values = [take(v, region, node.inputs[i].node.grid) if isinstance(v, Crop) else v for i, v in enumerate(inputs)]
         args, kwargs = fill((self.args, self.kwargs), values)
@@ -227,6 +230,9 @@ class Reshape(LocalOp):
     def __init__(self, lead: tuple[int, ...], layout: str) -> None:
         self.lead, self.layout = lead, layout
 
+    def recomputable(self, node: Node) -> bool:
+        return True
+
     def compute(self, node: Node, inputs: list[Any], region: Region, ctx: Context) -> tuple:
         crop = inputs[0]
         hw = Crop(take(crop, region, node.inputs[0].node.grid), region, crop.layout).as_hw()
@@ -328,6 +334,9 @@ class Window(LocalOp):
     def describe(self) -> str:
         return f"{self.func.__name__} {self.kernel[0]}x{self.kernel[1]}"
 
+    def recomputable(self, node: Node) -> bool:
+        return self.kernel == (1, 1) and self.stride == (1, 1) and not any(self.pads)
+
     def window(self, region: Region) -> Region:
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
         top, _, left, _ = self.pads
@@ -340,9 +349,20 @@ class Window(LocalOp):
         return [self.window(region) if i == 0 else None for i in range(len(node.inputs))]
 
     def compute(self, node: Node, inputs: list[Any], region: Region, ctx: Context) -> tuple:
-        x = take(inputs[0], self.window(region), node.inputs[0].node.grid, self.pad_value)
+        want = self.window(region)
+        grid = node.inputs[0].node.grid
+        inside = want.clip(grid)
+        top, bottom, left, right = inside.y0 - want.y0, want.y1 - inside.y1, inside.x0 - want.x0, want.x1 - inside.x1
+        padding = 0
+        if (top or left) and top >= bottom and left >= right:
+            # The layer's own padding on every side: the extra rows/columns at the bottom/right only add
+            # outputs past the region, which are cut (cheaper than copying a padded crop).
+            x, padding = take(inputs[0], inside, grid), (top, left)
+        else:
+            x = take(inputs[0], want, grid, self.pad_value)
         args, kwargs = fill((self.args, self.kwargs), [x, *inputs[1:]])
-        return (self.func(*args, **kwargs),)
+        out = self.func(*args, **(kwargs | {"padding": padding}))
+        return (out[..., : region.height, : region.width],)
 
     def workspace(self, node: Node, region: Region) -> int:
         return self.window(region).area * node.inputs[0].node.pixel_bytes(node.inputs[0].index)
@@ -433,6 +453,9 @@ class Resample(LocalOp):
 
     def describe(self) -> str:
         return f"{getattr(self.func, '__name__', 'resample')} x{self.scale[0]:g}"
+
+    def recomputable(self, node: Node) -> bool:
+        return True
 
     def _axis(self, start: int, stop: int, scale: float, size: int) -> tuple[int, int]:
         align = max(int(round(1 / scale)), 1)  # downsampling: the crop starts at a multiple of the factor

@@ -93,6 +93,7 @@ def build_schedule(graph: Graph) -> Schedule:
                 elif used_at > stage[node] and not getattr(node.op, "cheap", False):
                     materialised.add(ref)
 
+    _push_down(order, stage, materialised, graph)
     groups: dict[tuple[int, Grid], tuple[list[Ref], list[Node]]] = {}
     for node in order:
         if node.op.kind == "reduce":
@@ -119,6 +120,60 @@ def build_schedule(graph: Graph) -> Schedule:
         p.smalls = _ready_smalls(order, known)
     _liveness(passes, graph)
     return Schedule(graph, passes, materialised, needed, first_smalls)
+
+
+def _bytes(ref: Ref) -> int:
+    return ref.node.pixel_bytes(ref.index) * ref.node.grid.height * ref.node.grid.width
+
+
+def _push_down(order: list[Node], stage: dict[Node, int], materialised: set[Ref], graph: Graph) -> None:
+    """Keep the inputs of cheap ops instead of their outputs when that holds less memory.
+
+    E.g. the attention's ``q = conv1x1(layer_norm(f))``, needed by a later stage: keeping ``f`` (kept
+    anyway) and recomputing ``q`` in the tiles that need it saves ``q``'s buffer. For a materialised
+    output of a cheap op (per-pixel, 1x1 convolution, resampling: ``LocalOp.recomputable``), the
+    *frontier* is what it is computed from through cheap ops, up to materialised or expensive nodes; it
+    replaces the output when the buffers it adds (expensive nodes, and materialised ones kept longer
+    than they would be) hold no more than the output.
+    """
+    needed = set(order)
+    last: dict[Ref, int] = {}
+    forced = set(graph.outputs) | {Ref(graph.source, 0)}
+    for node in order:
+        for position, ref in enumerate(node.inputs):
+            if ref.node.spatial:
+                used_at = stage[node] - 1 if node.op.kind == "reduce" else stage[node]
+                last[ref] = max(last.get(ref, 0), used_at)
+                if position in getattr(node.op, "random_access", ()):
+                    forced.add(ref)
+
+    def frontier(node: Node, seen: set[Node], out: dict[Ref, None]) -> None:
+        for ref in node.inputs:
+            if not ref.node.spatial or ref.node not in needed or ref.node in seen:
+                continue
+            op = ref.node.op
+            if ref in materialised or op.kind != "local" or not op.recomputable(ref.node):
+                out[ref] = None
+            elif not op.cheap:
+                seen.add(ref.node)
+                frontier(ref.node, seen, out)
+
+    for node in reversed(order):
+        if node.op.kind != "local" or not node.op.recomputable(node):
+            continue
+        for index in range(len(node.metas)):
+            ref = Ref(node, index)
+            if ref not in materialised or ref in forced:
+                continue
+            keep: dict[Ref, None] = {}
+            frontier(node, {node}, keep)
+            new = [i for i in keep if i not in materialised]
+            longer = [i for i in keep if i in materialised and last.get(i, stage[i.node]) < last[ref]]
+            if sum(_bytes(i) for i in (*new, *longer)) <= _bytes(ref):
+                materialised.discard(ref)
+                materialised.update(new)
+                for i in keep:
+                    last[i] = max(last.get(i, stage[i.node]), last[ref])
 
 
 def _ready_smalls(order: list[Node], known: set[Node]) -> list[Node]:

@@ -31,11 +31,16 @@ Moments = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # count, mean, sum of
 
 
 def moments(x: torch.Tensor, dims: list[int]) -> Moments:
-    """Count, mean and sum of squared deviations over ``dims`` (kept as size 1), in float64."""
-    xf = x.to(torch.float64)
-    count = torch.tensor(float(math.prod(x.shape[d] for d in dims)), dtype=torch.float64, device=x.device)
-    mean = xf.mean(dim=dims, keepdim=True)
-    return count, mean, (xf - mean).square().sum(dim=dims, keepdim=True)
+    """Count, mean and sum of squared deviations over ``dims`` (kept as size 1), as float64.
+
+    ``torch.var_mean`` (one pass, Welford, double accumulation on the CPU) on the tile as it is: no
+    float64 copy of the tile. Half-precision tiles are read as float32.
+    """
+    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    count = float(math.prod(x.shape[d] for d in dims))
+    var, mean = torch.var_mean(xf, dim=dims, correction=0, keepdim=True)
+    n = torch.tensor(count, dtype=torch.float64, device=x.device)
+    return n, mean.to(torch.float64), var.to(torch.float64) * count
 
 
 def merge_moments(a: Moments, b: Moments) -> Moments:
@@ -64,8 +69,8 @@ class SpatialReduce(ReduceOp):
     def partial(self, node: Node, inputs: list[Any], region: Region) -> Any:
         x = _crop(node, inputs, region)
         if self.name in ("sum", "mean"):
-            total = x.sum(dim=self.dims, keepdim=True, dtype=torch.float64 if x.is_floating_point() else None)
-            return total, math.prod(x.shape[d] for d in self.dims)
+            total = x.sum(dim=self.dims, keepdim=True)
+            return total.to(torch.float64) if x.is_floating_point() else total, math.prod(x.shape[d] for d in self.dims)
         if self.name in ("amax", "amin"):
             return getattr(x, self.name)(dim=self.dims, keepdim=True)
         return moments(x, self.dims)
@@ -140,16 +145,15 @@ def group_norm_apply(
     x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, groups: int,
     weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
 ) -> torch.Tensor:  # fmt: skip
-    """``F.group_norm`` of ``x`` ``[B, C, ...]`` with given group statistics ``[B, G, 1]`` (any part of the image)."""
-    rstd = torch.rsqrt(var + eps).to(x.dtype)
-    grouped = x.reshape(x.shape[0], groups, -1)
-    y = ((grouped - mean.to(x.dtype)) * rstd).reshape(x.shape)
-    affine = (1, x.shape[1]) + (1,) * (x.dim() - 2)
-    if weight is not None:
-        y = y * weight.to(x.dtype).view(affine)
-    if bias is not None:
-        y = y + bias.to(x.dtype).view(affine)
-    return y
+    """``F.group_norm`` of ``x`` ``[B, C, ...]`` with given group statistics ``[B, G, 1]`` (any part of the image):
+    ``x * scale + shift`` per sample and channel, one output allocation."""
+    batch, channels = x.shape[:2]
+    rstd = torch.rsqrt(var + eps).expand(batch, groups, channels // groups).reshape(batch, channels)
+    mean = mean.expand(batch, groups, channels // groups).reshape(batch, channels)
+    scale = rstd if weight is None else rstd * weight.to(rstd.dtype)
+    shift = -mean * scale if bias is None else bias.to(rstd.dtype) - mean * scale
+    view = (batch, channels) + (1,) * (x.dim() - 2)
+    return torch.addcmul(shift.to(x.dtype).view(view), x, scale.to(x.dtype).view(view))
 
 
 @rule("group_norm")
