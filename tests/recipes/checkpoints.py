@@ -21,10 +21,9 @@ def save_tiny_model(directory: str, monkeypatch=None) -> torch.nn.Module:
     return model
 
 
-def whole_image_output(
-    model: torch.nn.Module, rgb: np.ndarray, padding: str = "official", tile: int | None = None, overlap: int = 32
-) -> np.ndarray:
-    """The model's own output for an ``[H, W, 3]`` uint8 image, as 8-bit ``[H, W, 3]``."""
+def whole_image_output(model: torch.nn.Module, rgb: np.ndarray, padding: str = "official", **options) -> np.ndarray:
+    """The model's own output for an ``[H, W, 3]`` uint8 image, as 8-bit ``[H, W, 3]`` (``options``: of
+    ``model.restore``; default: the whole image)."""
     image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
-    out = model.restore(image, padding=padding, tile=tile, overlap=overlap)
+    out = model.restore(image, padding=padding, **({"tiling": "whole"} | options))
     return (out[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()

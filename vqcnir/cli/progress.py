@@ -10,8 +10,10 @@ from typing import TextIO
 class Progress:
     """``with Progress(total, "restoring") as bar: ... bar.update(name)`` prints count, rate and ETA."""
 
-    def __init__(self, total: int, description: str, stream: TextIO | None = None, enabled: bool = True) -> None:
-        self.total, self.description, self.done = total, description, 0
+    def __init__(
+        self, total: int, description: str, stream: TextIO | None = None, enabled: bool = True, unit: str = "img"
+    ) -> None:
+        self.total, self.description, self.done, self.unit = total, description, 0, unit
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.interactive = enabled and getattr(self.stream, "isatty", lambda: False)()
@@ -30,7 +32,7 @@ class Progress:
         width = 24
         filled = width * self.done // max(self.total, 1)
         bar = "#" * filled + "." * (width - filled)
-        line = f"{self.description} [{bar}] {self.done}/{self.total} {rate:.2f} s/img eta {eta:.0f} s {item}"
+        line = f"{self.description} [{bar}] {self.done}/{self.total} {rate:.2f} s/{self.unit} eta {eta:.0f} s {item}"
         if self.interactive:
             self.stream.write("\r" + line[:160].ljust(160))
         else:

@@ -8,8 +8,9 @@ Estimates come from the traced graph, not from measurements:
   working set: the crops it reads, the values it computes over their regions while they are in use,
   and each operation's working memory.
 
-Both are multiplied by :data:`SAFETY` (allocator rounding, library scratch space); the tests compare them
-with measured peaks.
+Both are multiplied by :data:`SAFETY` (allocator rounding, library scratch space) and get
+:data:`RUNTIME` added (what a process allocates on its first convolutions: oneDNN's primitives and
+scratch space, thread-local buffers, heap fragmentation); the tests compare them with measured peaks.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from vqcnir.tiling.regions import Region
 from vqcnir.tiling.schedule import Pass, Schedule, halo, tile_regions
 
 SAFETY = 1.25
+RUNTIME = 128 * 2**20
 UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20, "g": 2**30,
          "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}  # fmt: skip
 
@@ -90,7 +92,7 @@ def eager_peak(graph: Graph) -> int:
             peak = max(peak, live + transient.get(time, 0))
         else:
             live -= size[-key - 1]
-    return int(peak * SAFETY)
+    return int(peak * SAFETY) + RUNTIME
 
 
 def buffer_bytes(ref: Ref) -> int:
@@ -164,16 +166,16 @@ def choose_tiles(
         if tile is not None or budget is None:
             side = min(tile or 512, whole)
             side = max(side, min(pass_halo(p, side), whole))
-            chosen.append((side, host + working_set(p, side)))
+            chosen.append((side, host + working_set(p, side) + RUNTIME))
             continue
         for side in (whole, *(s for s in TILE_SIDES if s < whole)):
-            need = host + working_set(p, side)
+            need = host + working_set(p, side) + RUNTIME
             if need <= budget and (side >= whole or pass_halo(p, side) <= side):
                 chosen.append((side, need))
                 break
         else:
             side = max(TILE_SIDES[-1], min(pass_halo(p, TILE_SIDES[-1]), whole))
-            need = working_set(p, side)
+            need = working_set(p, side) + RUNTIME
             raise MemoryBudgetError(
                 f"even {side}-pixel tiles do not fit max_memory={format_bytes(budget)}: pass {p.index} "
                 f"({p.describe()}) needs about {format_bytes(need)} per tile"

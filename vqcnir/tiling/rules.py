@@ -365,7 +365,10 @@ class Window(LocalOp):
         return (out[..., : region.height, : region.width],)
 
     def workspace(self, node: Node, region: Region) -> int:
-        return self.window(region).area * node.inputs[0].node.pixel_bytes(node.inputs[0].index)
+        # A contiguous (or padded) copy of the input window, and the library's own copy of the output
+        # (oneDNN computes in a blocked layout and reorders).
+        source = node.inputs[0]
+        return self.window(region).area * source.node.pixel_bytes(source.index) + region.area * node.pixel_bytes()
 
 
 def _same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
