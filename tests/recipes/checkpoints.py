@@ -21,9 +21,13 @@ def save_tiny_model(directory: str, monkeypatch=None) -> torch.nn.Module:
     return model
 
 
-def whole_image_output(model: torch.nn.Module, rgb: np.ndarray, padding: str = "official", **options) -> np.ndarray:
-    """The model's own output for an ``[H, W, 3]`` uint8 image, as 8-bit ``[H, W, 3]`` (``options``: of
-    ``model.restore``; default: the whole image)."""
+def whole_image_output(
+    model: torch.nn.Module, rgb: np.ndarray, padding: str = "official", bits: int = 8, **options
+) -> np.ndarray:
+    """The model's own output for an ``[H, W, 3]`` uint8 image, as ``[H, W, 3]`` of ``bits`` (8 or 16)
+    (``options``: of ``model.restore``; default: the whole image)."""
     image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
     out = model.restore(image, padding=padding, **({"tiling": "whole"} | options))
-    return (out[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    peak = (1 << bits) - 1
+    values = (out[0].clamp(0, 1) * peak).round().permute(1, 2, 0).to(torch.int32).numpy()
+    return values.astype(np.uint8 if bits == 8 else np.uint16)

@@ -89,6 +89,9 @@ class Plan:
     offload: str | None = None
     whole: bool = False  # whole-image inference fits the budget: no tiles planned
 
+    def __repr__(self) -> str:
+        return f"Plan({self.describe().splitlines()[0]})"
+
     def describe(self) -> str:
         if self.whole:
             return f"whole image, estimated peak {format_bytes(self.whole_bytes)}"
@@ -138,8 +141,15 @@ def plan_exact(
     return Plan(graph, schedule, sides, peak, whole, device, offload)
 
 
-def run_exact(plan: Plan, image: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
-    """Run ``plan`` on ``image`` (the traced shape; CPU or the plan's device); returns the output on the CPU."""
+def run_exact(
+    plan: Plan, image: torch.Tensor, progress: Progress | None = None, fetch_limit: int | None = None
+) -> torch.Tensor:
+    """Run ``plan`` on ``image`` (the traced shape; CPU or the plan's device); returns the output on the CPU.
+
+    ``progress(done, total, description)`` is called after each tile. ``fetch_limit``: bytes a deformable
+    convolution's box of samples may hold before its tile is split (default: a quarter of the plan's peak,
+    at least 64 MiB).
+    """
     if plan.whole:
         raise ValueError("this plan is whole-image inference (plan.whole): run the network itself")
     traced = plan.graph.source.metas[0]
@@ -148,6 +158,6 @@ def run_exact(plan: Plan, image: torch.Tensor, progress: Progress | None = None)
             f"argument 'image' must have the traced shape {tuple(traced.shape)} and dtype {traced.dtype}, "
             f"got {tuple(image.shape)} {image.dtype}"
         )
-    limit = max(plan.peak_bytes // 4, 64 * 2**20)
+    limit = fetch_limit if fetch_limit is not None else max(plan.peak_bytes // 4, 64 * 2**20)
     with torch.inference_mode():
         return Runner(plan.schedule, plan.device, limit, plan.offload).run(image, plan.sides, progress)

@@ -165,6 +165,9 @@ class Node:
     def label(self) -> str:
         return f"#{self.index} {self.op.describe()} at {self.where}"
 
+    def __repr__(self) -> str:
+        return f"Node({self.label()})"
+
 
 @dataclass(frozen=True, eq=False)
 class Ref:

@@ -40,6 +40,11 @@ METADATA_FUNCTIONS = frozenset(
     "get_device __len__ is_signed type_as_not_used".split()
 )
 
+# Calls that need values, which do not exist while tracing.
+DATA_ACCESS = frozenset(
+    "__bool__ __int__ __float__ __index__ __complex__ item tolist numpy __array__ data_ptr __iter__".split()
+)
+
 Rule = Callable[["Tracer", "Call"], Any]
 RULES: dict[str, Rule] = {}
 
@@ -81,7 +86,7 @@ class Call:
         return [t for t in self.lazies() if t._ref.node.spatial]
 
     def error(self, reason: str) -> TilingError:
-        return TilingError(f"{self.where}: {self.name}: {reason}")
+        return TilingError(f"{self.where}: {reason}")
 
 
 class LazyTensor(torch.Tensor):
@@ -202,6 +207,11 @@ class Tracer:
             lazy = args[0]
             return f"LazyTensor({tuple(lazy.shape)}, {lazy.dtype}, node {lazy._ref.node.label()})"
         call = Call(func, name, args, kwargs, self.where(name))
+        if name in DATA_ACCESS:
+            raise call.error(
+                "needs the value of an activation or of a whole-image statistic while the network is traced "
+                "(data-dependent Python code): it cannot be tiled"
+            )
         if not call.spatial():
             return self.small_call(call)
         found = RULES.get(name)
