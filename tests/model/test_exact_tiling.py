@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqcnir import VQCNIR, VQGAN, VQCNIRConfig
+from vqcnir.cli.models import restore_tensor
 from vqcnir.tiling import MemoryBudgetError, TilingError, parse_memory, plan_exact, run_exact
 from vqcnir.tiling.memory import pass_halo
 from vqcnir_ops import DeformConv2dPack
@@ -230,3 +231,14 @@ def test_measured_peak_stays_within_the_budget_and_below_whole_image():
     peaks = json.loads(result.stdout.strip().splitlines()[-1])
     assert peaks["exact"] <= parse_memory(budget), peaks  # the process's resident memory, measured
     assert peaks["exact"] < peaks["whole"] / 2, peaks
+
+
+def test_offloaded_activations_and_a_plain_module_through_restore_tensor(tiny, tmp_path):
+    image = torch.rand(1, 3, 30, 44, generator=torch.Generator().manual_seed(7))
+    whole = tiny.restore(image, tiling="whole")
+    offloaded = tiny.restore(image, tiling="exact", tile=16, offload=str(tmp_path))
+    assert (offloaded - whole).abs().max() < 1e-3 and os.listdir(tmp_path) == []  # files removed once mapped
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.SiLU(), nn.Conv2d(8, 3, 1)).eval()
+    plain = restore_tensor(net, image, "reflect", tiling="whole")
+    exact = restore_tensor(net, image, "reflect", tile=8, tiling="exact")
+    assert plain.std() > 0.01 and (exact - plain).abs().max() < 1e-5
