@@ -1,6 +1,6 @@
 """How far tiled inference is from whole-image inference: PSNR(tiled, whole) in dB, on real photos.
 
-    python benchmarks/tiling_psnr.py --model CHECKPOINT [--size 512] [--tiles 64,128] [--overlaps 16,32]
+    python benchmarks/tiling_psnr.py --model CHECKPOINT [--size 512] [--tiles 64,128] [--overlaps 8,16]
     python benchmarks/tiling_psnr.py --config paper       # random weights with every branch active
 
 Exact tiles (``tiling="exact"``) equal the whole image up to float rounding; approximate tiles
@@ -54,7 +54,7 @@ def main() -> None:
     source.add_argument("--config", help="a preset (tiny, paper) with random weights, every branch active")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--tiles", default="64,128", help="tile sides (exact: of each pass's grid; approximate: px)")
-    parser.add_argument("--overlaps", default="16,32", help="overlaps of the approximate tiles")
+    parser.add_argument("--overlaps", default="8,16", help="overlaps of the approximate tiles")
     parser.add_argument("--modes", default="exact,approximate")
     args = parser.parse_args()
     model = load(args.config, args.model, torch.device("cpu"))

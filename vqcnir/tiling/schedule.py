@@ -8,8 +8,10 @@ stage ``p`` and accumulates the reductions over stage-``p`` activations.
 An activation is *materialised* (kept at full resolution in host memory between passes) when a later
 stage reads it, when it is sampled at random, or when it is an output; everything else is recomputed
 inside the tiles of the pass that needs it, from the materialised activations, with the halo its
-receptive field needs. The passes of a stage are split by pixel grid (each pass tiles one grid); a
-materialised activation is freed after the last pass that reads it.
+receptive field needs. Where a materialised activation is a cheap function (per-pixel, 1x1 convolution,
+resampling) of others that are kept anyway, those are kept instead (:func:`_push_down`). The passes of a
+stage are split by pixel grid (each pass tiles one grid); a materialised activation is freed after the
+last pass that reads it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from vqcnir.tiling.regions import Grid, Region, TilingError
 
 @dataclass
 class Pass:
+    """One sweep over the tiles of ``grid``."""
+
     index: int
     stage: int
     grid: Grid
@@ -32,8 +36,6 @@ class Pass:
     random: list[Ref] = field(default_factory=list)  # materialised activations read at random
     smalls: list[Node] = field(default_factory=list)  # small values computed after the pass
     free: list[Ref] = field(default_factory=list)  # host buffers released after the pass
-    tile: int = 0  # side of the square tiles (pixels of ``grid``), set by the planner
-    halo: int = 0  # how far the pass reads beyond a tile (pixels of ``grid``)
 
     def describe(self) -> str:
         what = [r.node.where.split(": ")[0] for r in self.materialise] + [
@@ -44,6 +46,8 @@ class Pass:
 
 @dataclass
 class Schedule:
+    """The passes of a graph, in order."""
+
     graph: Graph
     passes: list[Pass]
     materialised: set[Ref]
@@ -64,6 +68,10 @@ def _needed(graph: Graph) -> set[Node]:
 
 
 def build_schedule(graph: Graph) -> Schedule:
+    """Stages, materialised activations, passes and their liveness for ``graph`` (see the module docstring).
+
+    Raises TilingError when an output needs a value that tiling does not compute.
+    """
     needed = _needed(graph)
     order = [n for n in graph.nodes if n in needed]
     for node in order:
