@@ -1,7 +1,7 @@
 """Large photos: time and peak memory of whole-image, approximate-tile and exact-tile restoration.
 
     python benchmarks/large_image.py [--configs tiny,paper] [--sizes 1,4,12,24] [--modes whole,approximate,exact]
-        [--model CHECKPOINT] [--device cpu|cuda] [--tile-memory 1GB] [--max-memory 4GB] [--threads N] [--quick]
+        [--model CHECKPOINT] [--device cpu|cuda] [--tile-memory 256MB,1GB] [--max-memory 4GB] [--threads N] [--quick]
 
 Each case (model x megapixels x mode) runs in its own process, so that its peak is its own: the peak
 resident set (VmHWM after a reset, minus what the process held before restoring: the model and the input)
@@ -10,7 +10,8 @@ on the CPU, and ``torch.cuda.max_memory_allocated`` above the model on a GPU. Th
 is computed on the float outputs clamped to [0, 1] wherever whole-image inference ran.
 
 Budgets: exact tiling on the CPU gets what its full-resolution activations between passes need plus
-``--tile-memory`` for the tiles, so the peak shows what bounded memory costs; on a GPU it gets
+``--tile-memory`` for the tiles (one exact case per value given), so the peak shows what bounded memory
+costs; on a GPU it gets
 ``--max-memory`` of device memory at every size (one budget). Whole-image inference is skipped where
 its estimate exceeds the memory free now, approximate tiles use 512 px tiles with a 32 px overlap.
 Appends one JSON record per run to ``benchmarks/results/large_image.jsonl``, with the machine's load.
@@ -141,7 +142,9 @@ def main() -> None:
     parser.add_argument("--modes", default="whole,approximate,exact")
     parser.add_argument("--model", default=None, help="a checkpoint instead of random weights (one config)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--tile-memory", default="1GB", help="CPU: memory for the tiles of exact tiling")
+    parser.add_argument(
+        "--tile-memory", default="256MB,1GB", help="CPU: memory for the tiles of exact tiling (one case each)"
+    )
     parser.add_argument("--max-memory", default="4GB", help="GPU: device-memory budget of exact tiling")
     parser.add_argument("--paper-max-mp", type=int, default=4, help="largest size run with the paper config")
     parser.add_argument("--threads", type=int, default=None)
@@ -164,17 +167,22 @@ def main() -> None:
                 if config == "paper" and mp > args.paper_max_mp:
                     continue
                 outputs = {}
-                for mode in modes:
-                    row = {"config": args.model or config, "mp": mp, "size": SIZES[mp], "mode": mode}
+                variants = [(mode, None) for mode in modes if mode != "exact"]
+                if "exact" in modes:
+                    shares = args.tile_memory.split(",") if device.type == "cpu" else [args.tile_memory]
+                    variants += [("exact", share) for share in shares]
+                for mode, share in variants:
+                    label = mode if share is None or device.type != "cpu" else f"exact {share}"
+                    row = {"config": args.model or config, "mp": mp, "size": SIZES[mp], "mode": label}
                     if mode == "whole":
                         fits, why = whole_fits(config, args.model, mp, device)
                         if not fits:
                             rows.append(row | {"skipped": why})
                             print(f"{config} {mp} MP whole: skipped ({why})", flush=True)
                             continue
-                    save = os.path.join(scratch, f"{config}-{mp}-{mode}.npy")
+                    save = os.path.join(scratch, f"{config}-{mp}-{label.replace(' ', '-')}.npy")
                     case = {"config": config, "model": args.model, "mp": mp, "mode": mode, "device": args.device,
-                            "threads": args.threads, "tile_memory": args.tile_memory, "max_memory": args.max_memory,
+                            "threads": args.threads, "tile_memory": share, "max_memory": args.max_memory,
                             "save": save}  # fmt: skip
                     command = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(case)]
                     done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
@@ -183,18 +191,16 @@ def main() -> None:
                         print(f"{config} {mp} MP {mode}: error {rows[-1]['error']}", flush=True)
                         continue
                     row |= json.loads(done.stdout.strip().splitlines()[-1])
-                    outputs[mode] = save
+                    outputs[label] = (save, row)
                     rows.append(row)
-                    print(f"{config} {mp} MP {mode}: {row}", flush=True)
+                    print(f"{config} {mp} MP {label}: {row}", flush=True)
                 if "whole" in outputs:
-                    whole = np.load(outputs["whole"])
-                    for mode in ("exact", "approximate"):
-                        if mode in outputs:
-                            value = psnr(np.load(outputs[mode]), whole)
-                            next(r for r in rows if r["config"] == (args.model or config) and r["mp"] == mp
-                                 and r["mode"] == mode)["psnr_vs_whole_db"] = round(value, 2)  # fmt: skip
-                for path in outputs.values():
-                    os.remove(path)
+                    whole = np.load(outputs["whole"][0])
+                    for label, (save, row) in outputs.items():
+                        if label != "whole":
+                            row["psnr_vs_whole_db"] = round(psnr(np.load(save), whole), 2)
+                for save, _ in outputs.values():
+                    os.remove(save)
     print_table(rows, device)
     if not args.no_save:
         record = {"bench": "large_image", "device": device_name(device), "torch": torch.__version__,
@@ -207,14 +213,14 @@ def main() -> None:
 
 def print_table(rows: list[dict], device: torch.device) -> None:
     peak = "peak_cuda_mib" if device.type == "cuda" else "peak_rss_mib"
-    print(f"\n{'model':<34} {'MP':>3} {'mode':<12} {'seconds':>9} {'peak MiB':>9} {'PSNR vs whole':>14}  note")
+    print(f"\n{'model':<34} {'MP':>3} {'mode':<14} {'seconds':>9} {'peak MiB':>9} {'PSNR vs whole':>14}  note")
     for r in rows:
         if "skipped" in r or "error" in r:
-            print(f"{r['config']:<34} {r['mp']:>3} {r['mode']:<12} {'-':>9} {'-':>9} {'-':>14}  "
+            print(f"{r['config']:<34} {r['mp']:>3} {r['mode']:<14} {'-':>9} {'-':>9} {'-':>14}  "
                   f"{r.get('skipped') or r.get('error')}")  # fmt: skip
             continue
         value = r.get("psnr_vs_whole_db")
-        print(f"{r['config']:<34} {r['mp']:>3} {r['mode']:<12} {r['seconds']:>9.1f} {r[peak]:>9.0f} "
+        print(f"{r['config']:<34} {r['mp']:>3} {r['mode']:<14} {r['seconds']:>9.1f} {r[peak]:>9.0f} "
               f"{'-' if value is None else f'{value:.1f} dB':>14}  {r['note']}")  # fmt: skip
 
 

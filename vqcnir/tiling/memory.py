@@ -24,7 +24,7 @@ from vqcnir.tiling.graph import Graph, Node, Ref
 from vqcnir.tiling.regions import Region
 from vqcnir.tiling.schedule import Pass, Schedule, halo, tile_regions
 
-SAFETY = 1.25
+SAFETY = 1.4
 RUNTIME = 128 * 2**20
 UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20, "g": 2**30,
          "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}  # fmt: skip
