@@ -14,7 +14,6 @@ from torch import nn
 
 from vqcnir.config import VQCNIRConfig
 from vqcnir.decoder_d import MainDecoder
-from vqcnir.inference import padded, tiled
 from vqcnir.vqgan import VQGAN
 from vqcnir_ops import AIEM
 
@@ -76,16 +75,3 @@ class VQCNIR(VQGAN):
                 frozen.append(f"{module_name}.{name}")
         self.quantizer.frozen = True
         return frozen
-
-    @torch.no_grad()
-    def restore(
-        self, image: torch.Tensor, padding: str = "official", tile: int | None = None, overlap: int = 32
-    ) -> torch.Tensor:
-        """Restore ``[B, 3, H, W]`` images of any size in [0, 1] (see :mod:`vqcnir.inference`)."""
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            return self(x).image
-
-        if tile is not None:
-            return tiled(run, image, tile=tile, overlap=overlap, padding=padding)
-        return padded(run, image, padding=padding)

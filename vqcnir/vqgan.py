@@ -7,11 +7,13 @@ Encoder (4x4 conv, three stride-2 levels) -> 1x1 conv to the code dim -> nearest
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from vqcnir import inference
 from vqcnir.blocks import down_block, up_block
 from vqcnir.config import VQCNIRConfig
 from vqcnir_ops import VectorQuantizer
@@ -115,6 +117,38 @@ class VQGAN(nn.Module):
         features = self.decoder_g(self.post_quant_conv(quant.quantized))
         return VQGANOutput(self.to_rgb(features[1]), quant.loss, quant.indices, latent)
 
+    @torch.no_grad()
+    def restore(
+        self,
+        image: torch.Tensor,
+        padding: str = "official",
+        tile: int | None = None,
+        overlap: int | None = None,
+        *,
+        max_memory: int | str | None = None,
+        tiling: str = "auto",
+        progress: Callable[[int, int, str], None] | None = None,
+        offload: str | None = None,
+    ) -> torch.Tensor:
+        """The network's output image for ``image`` of any size (a stage-1 VQGAN: its reconstruction
+        through the codebook; :class:`vqcnir.model.VQCNIR`: the restored night photo).
+
+        ``image``: ``[B, 3, H, W]`` or ``[3, H, W]`` float in [0, 1] (any float dtype and device); returned with
+        the same shape, dtype and device, not clamped. ``tiling``: ``"auto"`` (whole image unless
+        ``max_memory`` needs exact tiles), ``"whole"``, ``"exact"`` (equal to the whole image up to rounding,
+        in memory bounded by ``tile``/``max_memory``) or ``"approximate"`` (the old overlapping tiles, with
+        ``tile`` and ``overlap``). ``max_memory``: bytes, ``"4GB"``, or ``"auto"``. ``progress(done, total,
+        description)`` is called after each tile. ``offload``: a folder for the full-resolution
+        activations of exact tiling. Details: :mod:`vqcnir.inference`.
+
+        Example:
+            >>> out = model.restore(night, max_memory="4GB", progress=print)  # doctest: +SKIP
+        """
+        return inference.restore(
+            lambda x: self(x).image, image, padding, module=self, channels=self.config.in_channels,
+            max_memory=max_memory, tiling=tiling, tile=tile, overlap=overlap, progress=progress, offload=offload,
+        )  # fmt: skip
+
 
 def check_image(image: torch.Tensor, channels: int) -> None:
     """The networks take ``[B, C, H, W]`` float images with H, W multiples of 8 (see vqcnir.inference)."""
@@ -126,5 +160,5 @@ def check_image(image: torch.Tensor, channels: int) -> None:
     if image.shape[2] % 8 or image.shape[3] % 8:
         raise ValueError(
             f"argument 'image' must have H and W divisible by 8, got {tuple(image.shape[2:])}; "
-            "use VQCNIR.restore or vqcnir.inference.padded (they pad, run and crop back) for other sizes"
+            "use model.restore or vqcnir.inference.padded (they pad, run and crop back) for other sizes"
         )

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from vqcnir.app.cli import OFFLINE_ENVIRONMENT, is_loopback, main, parse_memory
+from vqcnir.app.cli import OFFLINE_ENVIRONMENT, build_parser, is_loopback, main
 
 
-def test_parse_memory_reads_decimal_and_binary_units():
-    assert parse_memory("4GB") == 4 * 10**9
-    assert parse_memory("4GiB") == parse_memory("4g") == 4 * 2**30
-    assert parse_memory(" 512 MB ") == 512 * 10**6
-    assert parse_memory("1.5e9") == 1_500_000_000
-    assert parse_memory("2048") == 2048
-    for bad in ("", "GB", "4 parsecs", "-1GB", "0"):
-        with pytest.raises(ValueError, match="expected a size|more than 0"):
-            parse_memory(bad)
+def test_max_memory_takes_sizes_auto_and_none_as_vqcnir_restore_does():
+    def parsed(*argv: str) -> object:
+        return build_parser().parse_args(list(argv)).max_memory
+
+    assert parsed() == "auto"
+    assert parsed("--max-memory", "4GB") == 4 * 10**9
+    assert parsed("--max-memory", " 4GiB ") == parsed("--max-memory", "4g") == 4 * 2**30
+    assert parsed("--max-memory", "None") is None
 
 
 def test_only_loopback_addresses_count_as_local():
@@ -28,7 +27,8 @@ def test_only_loopback_addresses_count_as_local():
     [
         (["--inputs", "."], "--inputs and --restored go together"),
         (["--inputs", ".", "--restored", "nowhere"], "argument --restored: folder not found: nowhere"),
-        (["--max-memory", "lots"], "argument --max-memory: expected a size"),
+        (["--max-memory", "lots"], "argument --max-memory: expected a size such as 4GB"),
+        (["--max-memory", "0"], "argument --max-memory: expected a size such as 4GB"),
         (["--port", "0"], "argument --port: must be positive"),
         (["--model", "no/such/model"], "argument --model: model not found: no/such/model"),
     ],

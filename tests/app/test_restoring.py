@@ -1,4 +1,4 @@
-"""The page's restoration job: the adapter to the restoration API, upload checks, files written."""
+"""The page's restoration job: the call into the library, upload checks, files written."""
 
 from __future__ import annotations
 
@@ -34,45 +34,27 @@ def _photo(seed: int, height: int, width: int) -> np.ndarray:
     return np.clip(base + rng.normal(0, 15, (height, width, 3)), 0, 255).astype(np.uint8)
 
 
-def test_adapter_on_todays_api_reports_the_image_as_one_step(monkeypatch):
-    received = {}
-
-    def todays_restore_tensor(model, image, padding="official", tile=None, overlap=32, auto_tile_pixels=1):
-        received.update(padding=padding, tile=tile)
-        return image * 0.5
-
-    monkeypatch.setattr(restoring, "restore_tensor", todays_restore_tensor)
+def test_a_photo_over_the_budget_is_restored_tile_by_tile_to_the_whole_image_result(tiny):
+    photo = _photo(0, 256, 256)
+    image = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
     steps = []
-    image = torch.rand(1, 3, 8, 8)
-    out = restore_image(None, image, "reflect", max_memory=2**30, progress=lambda *step: steps.append(step))
-    torch.testing.assert_close(out, image * 0.5)
-    assert received == {"padding": "reflect", "tile": None}
-    assert steps == [(0, 1, "restoring"), (1, 1, "restored")]
-    assert restore_image(None, image) is not None  # no progress, no budget: a plain call
+    out = restore_image(tiny, image, "official", max_memory="200MB", progress=lambda *step: steps.append(step))
+    with torch.inference_mode():
+        whole = tiny.restore(image, "official", tiling="whole").clamp(0, 1)
+    assert (out - whole).abs().max() < 1e-3  # exact up to float32 rounding (sums in another order)
+    totals = {total for _, total, _ in steps}
+    assert len(totals) == 1 and totals.pop() > 1, steps  # one bar over several tiles
+    assert [done for done, _, _ in steps] == list(range(1, len(steps) + 1))
 
 
-def test_adapter_passes_budget_and_progress_once_the_api_has_them(monkeypatch):
-    received = {}
-
-    def agreed_restore_tensor(model, image, padding="official", *, max_memory=None, tiling="auto", progress=None):
-        received.update(padding=padding, max_memory=max_memory, tiling=tiling)
-        for tile in range(3):
-            progress(tile + 1, 3, "tiles")
-        return image
-
-    monkeypatch.setattr(restoring, "restore_tensor", agreed_restore_tensor)
-    steps = []
-    restore_image(None, torch.rand(1, 3, 8, 8), max_memory=123, progress=lambda *step: steps.append(step))
-    assert received == {"padding": "official", "max_memory": 123, "tiling": "auto"}
-    assert steps == [(1, 3, "tiles"), (2, 3, "tiles"), (3, 3, "tiles")]
-
-
-def test_adapter_restores_as_the_model_does(tiny):
+def test_a_photo_within_the_budget_is_one_step(tiny):
     photo = _photo(0, 37, 53)
     image = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
-    out = restore_image(tiny, image, "official", progress=lambda *step: None)
+    steps = []
+    out = restore_image(tiny, image, "official", progress=lambda *step: steps.append(step))
     restored = (out[0] * 255).round().byte().permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(restored, whole_image_output(tiny, photo))
+    assert steps == [(1, 1, "whole image")]
 
 
 def test_check_upload_refuses_with_the_reason_and_the_option(tmp_path):
@@ -121,7 +103,7 @@ def test_restore_uploads_writes_each_restoration_and_reports_the_refused(tmp_pat
     assert (report.restored[1].width, report.restored[1].height) == (33, 25)
     values = [fraction for fraction, _ in fractions]
     assert values == sorted(values) and values[-1] == 1.0
-    assert fractions[0][1] == "night.png (1/3): restoring"
+    assert fractions[0] == (1 / 3, "night.png (1/3): whole image")
 
 
 def test_a_restoration_that_fails_is_a_message(tmp_path, tiny, monkeypatch):

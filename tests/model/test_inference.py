@@ -1,11 +1,13 @@
-"""Padding and tiled inference: sizes round-trip, blending reproduces pointwise restorers exactly."""
+"""Restoring any image: what restore accepts, padding, approximate tiles, and the choice of tiling."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from vqcnir.inference import pad_official, pad_reflect, padded, tiled
+from vqcnir import VQCNIR, VQCNIRConfig
+from vqcnir.inference import PADDINGS, pad_official, pad_reflect, padded, tiled
 
 
 @pytest.mark.parametrize(("h", "w"), [(1, 1), (63, 64), (64, 65), (100, 37), (128, 128)])
@@ -45,3 +47,89 @@ def test_tile_arguments_are_checked():
         tiled(lambda x: x, torch.rand(1, 3, 20, 20), tile=8)
     with pytest.raises(ValueError, match="'overlap' must be in"):
         tiled(lambda x: x, torch.rand(1, 3, 20, 20), tile=16, overlap=8)
+
+
+# --- what restore accepts ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return VQCNIR(VQCNIRConfig.tiny()).eval()
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_a_3d_image_comes_back_3d(tiny, padding):
+    image = torch.rand(3, 40, 56)
+    out = tiny.restore(image, padding)  # used to loop forever with padding="official"
+    assert out.shape == (3, 40, 56)
+    torch.testing.assert_close(out, tiny.restore(image[None], padding)[0])
+
+
+@pytest.mark.parametrize(
+    ("image", "error", "message"),
+    [
+        (torch.rand(1, 3, 0, 8), ValueError, "batch, height and width of at least 1"),
+        (torch.rand(3, 8, 0), ValueError, "batch, height and width of at least 1"),
+        (torch.rand(0, 3, 8, 8), ValueError, "batch, height and width of at least 1"),
+        (torch.rand(1, 4, 8, 8), ValueError, r"must be \[B, 3, H, W\] or \[3, H, W\]"),
+        (torch.rand(8, 8), ValueError, r"must be \[B, 3, H, W\]"),
+        (torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8), TypeError, "image.float\\(\\) / 255"),
+        (torch.rand(1, 3, 8, 8) * 255, ValueError, r"values in \[0, 1\].*divide by 255"),
+        (torch.full((1, 3, 8, 8), float("nan")), ValueError, "NaN or infinite"),
+        (np.zeros((8, 8, 3), dtype=np.float32), TypeError, "must be a torch.Tensor"),
+    ],
+    ids=["zero-height", "zero-width-3d", "empty-batch", "four-channels", "2d", "uint8", "0-255", "nan", "numpy"],
+)
+def test_bad_images_fail_at_once_with_a_clear_error(tiny, image, error, message):
+    with pytest.raises(error, match=message):
+        tiny.restore(image)
+
+
+def test_float16_and_float64_images_are_computed_in_the_model_dtype(tiny):
+    image = torch.rand(1, 3, 24, 32)
+    reference = tiny.restore(image)
+    for dtype in (torch.float16, torch.float64):
+        out = tiny.restore(image.to(dtype))
+        assert out.dtype == dtype
+        torch.testing.assert_close(out, tiny.restore(image.to(dtype).float()).to(dtype), rtol=0, atol=0)
+    assert (tiny.restore(image.half()).float() - reference).abs().max() < 0.05
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"tiling": "tiles"}, "'tiling' must be one of"),
+        ({"overlap": 8}, "'overlap' applies to tiling='approximate' only"),
+        ({"tile": 0, "tiling": "exact"}, "'tile' must be a positive int"),
+        ({"max_memory": "lots"}, "'max_memory' must look like"),
+        ({"tiling": "approximate", "max_memory": "1GB"}, "does not apply to tiling='approximate'"),
+        ({"padding": "zeros"}, "'padding' must be one of"),
+    ],
+)
+def test_bad_options_are_named(tiny, options, message):
+    with pytest.raises(ValueError, match=message):
+        tiny.restore(torch.rand(1, 3, 16, 16), **options)
+
+
+def test_auto_tiling_follows_the_budget_and_reports_progress(tiny):
+    image = torch.rand(1, 3, 96, 80)
+    whole = tiny.restore(image, "reflect")
+    calls = []
+    roomy = tiny.restore(image, "reflect", max_memory="4GB", progress=lambda *a: calls.append(a))
+    assert calls == [(1, 1, "whole image")]
+    torch.testing.assert_close(roomy, whole, rtol=0, atol=0)
+    calls.clear()
+    tight = tiny.restore(image, "reflect", tiling="exact", tile=32, progress=lambda *a: calls.append(a))
+    assert len(calls) > 1 and calls[-1][0] == calls[-1][1] == len(calls)
+    assert [c[0] for c in calls] == list(range(1, len(calls) + 1)) and "tile" in calls[0][2]
+    assert (tight - whole).abs().max() < 1e-3
+
+
+def test_approximate_tiles_only_by_name(tiny):
+    image = torch.rand(1, 3, 96, 96)
+    whole = tiny.restore(image, "reflect")
+    approximate = tiny.restore(image, "reflect", tile=64, tiling="approximate", overlap=16)
+    exact = tiny.restore(image, "reflect", tile=64)  # a tile alone means exact tiles
+    assert (exact - whole).abs().max() < 1e-3
+    assert (approximate - whole).abs().max() > 1e-2  # tile statistics differ from the whole image's

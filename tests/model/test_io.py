@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 import sys
 import time
-import zlib
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from tests.data.images import read_png16
 from vqcnir import io
 
 
@@ -73,39 +72,18 @@ def test_png_8bit_grey_rgb_and_alpha_round_trip(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "grey.png")), rgb[..., 0])
 
 
-def _png_pixels(path) -> tuple[tuple, np.ndarray]:
-    """(IHDR fields, raw big-endian samples) of a PNG written with filter type 1 ('Sub') on every row."""
-    data = open(path, "rb").read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    chunks, pos = {}, 8
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        assert struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0] == zlib.crc32(kind + body)
-        chunks[kind] = body
-        pos += 12 + length
-    width, height, depth, color, *_ = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
-    step = 2 * {0: 1, 4: 2, 2: 3, 6: 4}[color]
-    rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(height, -1)
-    assert (rows[:, 0] == 1).all()
-    raw = rows[:, 1:].copy()
-    for x in range(step, raw.shape[1]):  # undo 'Sub' byte by byte, as a decoder does
-        raw[:, x] += raw[:, x - step]
-    return (width, height, depth, color), raw.view(">u2").reshape(height, width, -1)
-
-
 def test_png_16bit_rgb_and_grey(tmp_path):
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 65536, (4, 6, 3), dtype=np.uint16)
     io.write_png(tmp_path / "rgb16.png", rgb)
-    header, samples = _png_pixels(tmp_path / "rgb16.png")
+    header, samples = read_png16(tmp_path / "rgb16.png")
     assert header == (6, 4, 16, 2)
     np.testing.assert_array_equal(samples, rgb)
     with Image.open(tmp_path / "rgb16.png") as image:  # Pillow decodes 16-bit colour to its high byte
         np.testing.assert_array_equal(np.asarray(image.convert("RGB")), (rgb >> 8).astype(np.uint8))
     alpha = rng.integers(0, 65536, (4, 6), dtype=np.uint16)
     io.write_png(tmp_path / "rgba16.png", rgb, alpha)
-    header, samples = _png_pixels(tmp_path / "rgba16.png")
+    header, samples = read_png16(tmp_path / "rgba16.png")
     assert header[3] == 6 and np.array_equal(samples, np.dstack([rgb, alpha]))
     io.write_png(tmp_path / "grey16.png", rgb[..., 1])
     with Image.open(tmp_path / "grey16.png") as image:

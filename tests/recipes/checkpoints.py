@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from vqcnir import VQCNIR, VQCNIRConfig, save_pretrained
-from vqcnir.io import to_uint8
+from vqcnir.io import to_uint8, to_uint16
 
 
 def save_tiny_model(directory: str, monkeypatch=None) -> torch.nn.Module:
@@ -23,9 +23,10 @@ def save_tiny_model(directory: str, monkeypatch=None) -> torch.nn.Module:
 
 
 def whole_image_output(
-    model: torch.nn.Module, rgb: np.ndarray, padding: str = "official", tile: int | None = None, overlap: int = 32
+    model: torch.nn.Module, rgb: np.ndarray, padding: str = "official", bits: int = 8, **options
 ) -> np.ndarray:
-    """The model's own output for an ``[H, W, 3]`` uint8 image, as 8-bit ``[H, W, 3]``."""
+    """The model's own output for an ``[H, W, 3]`` uint8 image, as ``[H, W, 3]`` of ``bits`` (8 or 16)
+    (``options``: of ``model.restore``; default: the whole image)."""
     image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
-    out = model.restore(image, padding=padding, tile=tile, overlap=overlap)
-    return to_uint8(out[0])
+    out = model.restore(image, padding=padding, **({"tiling": "whole"} | options))
+    return to_uint8(out[0]) if bits == 8 else to_uint16(out[0])

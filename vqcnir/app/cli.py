@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
 
-from vqcnir.app.restoring import DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_UPLOAD_MB, UploadLimits, restore_keywords
+from vqcnir.app.restoring import DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_UPLOAD_MB, UploadLimits
+from vqcnir.cli.models import memory_argument
 
 # Read by Gradio and huggingface_hub when they are imported and when the server starts.
 OFFLINE_ENVIRONMENT = {
@@ -29,20 +29,6 @@ OFFLINE_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
 }
-_MEMORY_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_MEMORY_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30})
-
-
-def parse_memory(text: str) -> int:
-    """Bytes in ``"4GB"`` (10**9), ``"4GiB"`` / ``"4G"`` (2**30), ``"512MB"``, ``"1e9"``; raises ValueError."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*", text.lower())
-    if match is None or match.group(2) not in _MEMORY_UNITS:
-        raise ValueError(f"expected a size such as 4GB, 4GiB or 512MB, got {text!r}")
-    value = int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
-    if value <= 0:
-        raise ValueError(f"must be more than 0 bytes, got {text!r}")
-    return value
-
 
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
@@ -52,13 +38,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _memory_argument(text: str) -> int:
-    try:
-        return parse_memory(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _positive(kind: type) -> object:
@@ -80,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=_positive(int), default=7860, help="port (default 7860)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument(
-        "--max-memory", type=_memory_argument, default=None, help="memory budget of a restoration, e.g. 4GB"
+        "--max-memory",
+        type=memory_argument,
+        default="auto",
+        help="memory a restoration may use, e.g. 4GB: larger photos go through exact tiles (the same result); "
+        "'auto' (default): 80%% of the memory free when it starts; 'none': no limit",
     )
     parser.add_argument(
         "--max-upload-mb", type=_positive(float), default=DEFAULT_MAX_UPLOAD_MB, help="largest upload (default 200)"
@@ -121,12 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"argument --model: {error}")
     else:
         print("vqcnir-app: no model given and no demo-trained model found: choose one on the page", flush=True)
-    if args.max_memory is not None and "max_memory" not in restore_keywords():
-        print(
-            "vqcnir-app: --max-memory needs the exact tiled restoration, which this vqcnir does not have yet: "
-            "photos above 1600 x 1600 pixels are restored in 512 px tiles instead",
-            file=sys.stderr,
-        )
     workdir = tempfile.mkdtemp(prefix="vqcnir-app-")
     settings = PageSettings(
         model=model,

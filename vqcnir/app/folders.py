@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from vqcnir.cli.restore import plan_jobs, write_png
+from vqcnir.cli.restore import plan_jobs
 from vqcnir.data import read_rgb
+from vqcnir.io import write_png
 
 THUMBNAIL_SIDE = 320
 MAX_GALLERY = 200  # pairs shown at once: thumbnails of a larger folder would take minutes to make

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from vqcnir.checkpoint import CONFIG_NAME, WEIGHTS_NAME
-from vqcnir.cli.models import load_model
+from vqcnir.cli.models import check_restorer, load_model
 
 if TYPE_CHECKING:
     from vqcnir.training.config import RecipeOptions
@@ -105,12 +105,9 @@ class LoadedModel:
 
 
 def describe(path: str, model: torch.nn.Module) -> str:
-    """``VQCNIR, 1.23 M parameters, from PATH`` (plus a warning for a stage-1 VQGAN)."""
+    """``VQCNIR, 1.23 M parameters, from PATH``."""
     count = sum(parameter.numel() for parameter in model.parameters())
-    text = f"{type(model).__name__}, {count / 1e6:.2f} M parameters, from {path}"
-    if not hasattr(model, "restore"):
-        text += " (a stage-1 VQGAN: its outputs are codebook reconstructions, not restorations)"
-    return text
+    return f"{type(model).__name__}, {count / 1e6:.2f} M parameters, from {path}"
 
 
 class ModelStore:
@@ -126,12 +123,14 @@ class ModelStore:
         self._loaded: LoadedModel | None = None
 
     def get(self, path: str) -> LoadedModel:
-        """The model at ``path`` (loaded now unless already loaded); FileNotFoundError / ValueError as load_model."""
+        """The model at ``path`` (loaded now unless already loaded); FileNotFoundError / ValueError as load_model
+        and :func:`~vqcnir.cli.models.check_restorer`."""
         if not path or not path.strip():
             raise ValueError("no model chosen: give a save_pretrained folder or an official .pth file")
         path = path.strip()
         if not os.path.exists(path):
             raise FileNotFoundError(f"model not found: {path}")
+        check_restorer(path)  # a stage-1 VQGAN is refused, as vqcnir-restore refuses it
         key = (os.path.realpath(path), _modified(path))
         with self.lock:
             if self._key != key or self._loaded is None:

@@ -36,7 +36,7 @@ class PageSettings:
     Args:
         model: the model selected at start (``--model``), or None to offer only the demo-trained ones.
         workdir: a private folder for restored files and display copies (deleted by the CLI at exit).
-        max_memory: memory budget in bytes passed to the restoration, or None.
+        max_memory: memory budget of a restoration: bytes, ``"auto"`` or None (no limit).
         paths_from_page: accept model and folder paths typed on the page (the CLI allows it only on a
             loopback address: anyone who reaches the page could otherwise read images on this machine).
     """
@@ -44,7 +44,7 @@ class PageSettings:
     model: str | None
     device: torch.device
     workdir: str
-    max_memory: int | None = None
+    max_memory: int | str | None = "auto"
     limits: UploadLimits = field(default_factory=UploadLimits)
     inputs_folder: str | None = None
     restored_folder: str | None = None

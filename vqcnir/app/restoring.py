@@ -1,6 +1,6 @@
 """Restoring uploaded photos for the page: checks on each upload, the call into the model, the files written.
 
-Every restoration goes through :func:`restore_image`, the one adapter between the page and the library's
+Every restoration goes through :func:`restore_image`, the page's one call into the library's
 restoration API (see its docstring). Uploads are checked before anything is decoded: extension, file
 size and pixel count (read from the header), then decoded as :func:`vqcnir.data.read_rgb` reads them,
 as ``vqcnir-restore`` does. A rejected upload becomes a message for the page, never an exception.
@@ -8,7 +8,6 @@ as ``vqcnir-restore`` does. A rejected upload becomes a message for the page, ne
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -18,9 +17,10 @@ import torch
 from PIL import Image
 
 from vqcnir.cli.models import restore_tensor
-from vqcnir.cli.restore import read_alpha, to_uint8, write_png
+from vqcnir.cli.restore import read_alpha
 from vqcnir.data import IMAGE_EXTENSIONS, UnreadableImageError, read_rgb
 from vqcnir.data.folders import to_tensor
+from vqcnir.io import to_uint8, write_png
 
 RestoreProgress = Callable[[int, int, str], None]
 """``progress(done, total, description)``, the callback of the restoration API."""
@@ -31,44 +31,23 @@ DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_MEGAPIXELS = 64.0
 
 
-def restore_keywords() -> frozenset[str]:
-    """The keyword arguments :func:`vqcnir.cli.models.restore_tensor` accepts in the installed vqcnir."""
-    return frozenset(inspect.signature(restore_tensor).parameters)
-
-
 def restore_image(
     model: torch.nn.Module,
     image: torch.Tensor,
     padding: str = "official",
     *,
-    max_memory: int | None = None,
+    max_memory: int | str | None = "auto",
     progress: RestoreProgress | None = None,
 ) -> torch.Tensor:
-    """Restore ``[1, 3, H, W]`` in [0, 1] with ``model``: THE adapter to the library's restoration API.
-
-    The agreed API is ``restore_tensor(model, image, padding, *, max_memory=None, tiling="auto",
-    progress=None)`` with ``progress(done, total, description)`` called per tile or segment. Until it
-    lands, ``restore_tensor`` takes neither keyword: the whole image (or today's automatic 512 px tiles
-    above 1600 x 1600 pixels) is one step, reported as ``progress(0, 1, ...)`` then ``progress(1, 1, ...)``,
-    and ``max_memory`` is not applied (``vqcnir-app`` says so at start). Each keyword is passed as soon as
-    ``restore_tensor``'s signature has it; once both exist this function is one call.
+    """Restore ``[1, 3, H, W]`` in [0, 1] with ``model``, as ``vqcnir-restore`` does: the page's one call
+    into the library.
 
     Args:
-        max_memory: memory budget in bytes for the restoration, or None for the library's default.
-        progress: called with ``(done, total, description)``.
+        max_memory: bytes, ``"auto"`` (80% of the memory free now) or None (no limit); a photo that would
+            need more is restored in exact tiles (the same result as the whole image).
+        progress: called with ``(done, total, description)`` after each tile (once for a whole image).
     """
-    accepted = restore_keywords()
-    keywords: dict[str, object] = {}
-    if max_memory is not None and "max_memory" in accepted:
-        keywords["max_memory"] = max_memory
-    if progress is not None and "progress" in accepted:
-        return restore_tensor(model, image, padding=padding, progress=progress, **keywords)
-    if progress is not None:
-        progress(0, 1, "restoring")
-    restored = restore_tensor(model, image, padding=padding, **keywords)
-    if progress is not None:
-        progress(1, 1, "restored")
-    return restored
+    return restore_tensor(model, image, padding, max_memory=max_memory, progress=progress)
 
 
 class UploadRejected(ValueError):
@@ -156,7 +135,7 @@ def restore_uploads(
     folder: str,
     *,
     padding: str = "official",
-    max_memory: int | None = None,
+    max_memory: int | str | None = "auto",
     limits: UploadLimits | None = None,
     progress: JobProgress | None = None,
 ) -> RestoreReport:
@@ -201,7 +180,7 @@ def restore_uploads(
         stem = _unique_stem(name, taken)
         output_png = os.path.join(folder, f"{stem}.png")
         input_png = os.path.join(folder, f"{stem}.input.png")
-        write_png(output_png, to_uint8(restored), read_alpha(path))
+        write_png(output_png, to_uint8(restored[0]), read_alpha(path))
         write_png(input_png, rgb)
         height, width = rgb.shape[:2]
         report.restored.append(RestoredPhoto(name, input_png, output_png, width, height, seconds))

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import torch
 from torch import nn
 
-from vqcnir.inference import PADDINGS, padded, tiled
+from vqcnir import inference
+from vqcnir.checkpoint import CONFIG_NAME, read_config
+from vqcnir.tiling import parse_memory
 
-# Images with more pixels than this are restored tile by tile unless a tile size is given.
-AUTO_TILE_PIXELS = 1600 * 1600
-AUTO_TILE, AUTO_OVERLAP = 512, 32
+AUTO_OVERLAP = 32  # overlap of approximate tiles when none is given
 OFFICIAL_SUFFIXES = (".pth", ".pt")
+
+
+def memory_argument(text: str) -> int | str | None:
+    """An argparse ``type`` for ``--max-memory``: ``"auto"``, None (``none``: no limit) or bytes (``4GB``)."""
+    word = text.strip().lower()
+    if word in ("auto", "none"):
+        return "auto" if word == "auto" else None
+    try:
+        return parse_memory(text, "max_memory")
+    except ValueError as error:  # parse_memory's message names the Python argument; argparse names the option
+        raise argparse.ArgumentTypeError(f"expected a size such as 4GB, 512MiB, auto or none, got {text!r}") from error
 
 
 def load_model(path: str, device: str | torch.device = "cpu") -> nn.Module:
@@ -36,6 +48,22 @@ def load_model(path: str, device: str | torch.device = "cpu") -> nn.Module:
     return model.to(device).eval()
 
 
+def check_restorer(path: str) -> None:
+    """Refuse a stage-1 VQGAN folder before loading it: it reconstructs through the codebook, it does not
+    restore night photos."""
+    if not os.path.isfile(os.path.join(path, CONFIG_NAME)):
+        return  # an official .pth, or not a checkpoint folder (load_model says which)
+    try:
+        name, _ = read_config(path)
+    except Exception:  # noqa: BLE001  (a damaged config: load_model reports it)
+        return
+    if name != "VQCNIR":
+        raise ValueError(
+            f"model {path!r} is a stage-1 {name} (it reconstructs images through its codebook, it does not "
+            "restore night photos): give a stage-2 VQCNIR checkpoint, e.g. experiments/vqcnir_demo/best"
+        )
+
+
 def _image_of(output: object) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.image  # VQGANOutput / VQCNIROutput
 
@@ -46,25 +74,34 @@ def restore_tensor(
     padding: str = "official",
     tile: int | None = None,
     overlap: int = AUTO_OVERLAP,
-    auto_tile_pixels: int = AUTO_TILE_PIXELS,
+    *,
+    max_memory: int | str | None = None,
+    tiling: str = "auto",
+    progress: inference.Progress | None = None,
+    offload: str | None = None,
 ) -> torch.Tensor:
-    """Restore ``[1, 3, H, W]`` in [0, 1] with ``model`` (``model.restore`` when it has one), clamped to [0, 1].
+    """Restore ``image`` (``[B, 3, H, W]`` or ``[3, H, W]`` in [0, 1]) with ``model``, clamped to [0, 1].
 
-    ``tile=None`` restores the whole image, or tiles of 512 px when ``H * W > auto_tile_pixels``;
-    ``tile=0`` always restores the whole image.
+    ``model.restore`` when the model has one (VQCNIR, and a stage-1 VQGAN: its codebook reconstruction),
+    else the model's output (a tensor or a tuple with ``.image``) through :func:`vqcnir.inference.restore`.
+    ``tile=0`` means whole-image inference; another ``tile`` sets the side of exact tiles (or of
+    approximate ones with ``tiling="approximate"``, which alone uses ``overlap``). ``max_memory``,
+    ``tiling``, ``progress`` and ``offload`` as in :func:`vqcnir.inference.restore`.
     """
-    if padding not in PADDINGS:
-        raise ValueError(f"argument 'padding' must be one of {PADDINGS}, got {padding!r}")
-    if tile is None and image.shape[-2] * image.shape[-1] > auto_tile_pixels:
-        tile = AUTO_TILE
-    tile = tile or None
+    if tile == 0:
+        if tiling not in ("auto", "whole"):
+            raise ValueError(f"argument 'tile' of 0 means the whole image, which contradicts tiling={tiling!r}")
+        tiling, tile = "whole", None
+    options = {"max_memory": max_memory, "tiling": tiling, "tile": tile, "progress": progress, "offload": offload}
+    if tiling == "approximate":
+        options["overlap"] = overlap
     with torch.inference_mode():
         if hasattr(model, "restore"):
-            result = model.restore(image, padding=padding, tile=tile, overlap=overlap)
-        else:  # a stage-1 VQGAN: reconstruction through the codebook
+            result = model.restore(image, padding, **options)
+        else:
 
             def run(x: torch.Tensor) -> torch.Tensor:
                 return _image_of(model(x))
 
-            result = padded(run, image, padding) if tile is None else tiled(run, image, tile, overlap, padding)
+            result = inference.restore(run, image, padding, module=model, **options)
     return result.clamp(0, 1)
