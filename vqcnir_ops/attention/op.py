@@ -41,21 +41,8 @@ def bidirectional_channel_attention_fwd(
 
 
 @bidirectional_channel_attention_fwd.register_fake
-def _(
-    q_d: torch.Tensor,
-    q_g: torch.Tensor,
-    v_d: torch.Tensor,
-    v_g: torch.Tensor,
-    temperature: torch.Tensor,
-    gain_d: torch.Tensor,
-    gain_g: torch.Tensor,
-    res_d: torch.Tensor | None,
-    res_g: torch.Tensor | None,
-    normalize: bool,
-    scale: float,
-    eps: float,
-    backend: str,
-) -> Outputs:
+def _(q_d: torch.Tensor, q_g: torch.Tensor, v_d: torch.Tensor, v_g: torch.Tensor, *_rest: object) -> Outputs:
+    # Shapes only (torch.compile, meta tensors): the other arguments do not change them.
     batch, heads, channels, _ = q_d.shape
     dtype = compute_dtype(q_d.dtype)
     square = q_d.new_empty(batch, heads, channels, channels, dtype=dtype)
@@ -93,24 +80,9 @@ def bidirectional_channel_attention_bwd(
 
 @bidirectional_channel_attention_bwd.register_fake
 def _(
-    grad_y_d: torch.Tensor,
-    grad_y_g: torch.Tensor,
-    q_d: torch.Tensor,
-    q_g: torch.Tensor,
-    v_d: torch.Tensor,
-    v_g: torch.Tensor,
-    temperature: torch.Tensor,
-    gain_d: torch.Tensor,
-    gain_g: torch.Tensor,
-    attn: torch.Tensor,
-    scores: torch.Tensor,
-    norm_d: torch.Tensor,
-    norm_g: torch.Tensor,
-    normalize: bool,
-    scale: float,
-    eps: float,
-    backend: str,
-) -> Grads:
+    grad_y_d: torch.Tensor, grad_y_g: torch.Tensor, q_d: torch.Tensor, q_g: torch.Tensor, v_d: torch.Tensor,
+    v_g: torch.Tensor, temperature: torch.Tensor, gain_d: torch.Tensor, gain_g: torch.Tensor, *_rest: object,
+) -> Grads:  # fmt: skip
     return tuple(t.new_empty(t.shape) for t in (q_d, q_g, v_d, v_g, temperature, gain_d, gain_g))  # type: ignore[return-value]
 
 
