@@ -155,6 +155,18 @@ class Case:
         """float32 examples holding NaN or inf, each compared with the reference backend."""
         return {}
 
+    def poisoned(self, values: list[tuple[str, float]], at: list[tuple[int, ...]]) -> dict[str, Example]:
+        """``{"<value> in <name>": the fixed example with tensors[name][index] = value for each index in at}``,
+        for :meth:`nan_examples`."""
+        base = self.fixed_example()
+        examples = {}
+        for name, value in values:
+            tensors = {k: v.clone() for k, v in base.tensors.items()}
+            for index in at:
+                tensors[name][index] = value
+            examples[f"{value} in {name}"] = Example(tensors, options=base.options)
+        return examples
+
     def gpu_examples(self) -> dict[str, Example]:
         """VQCNIR-size examples (float64 values) for the GPU comparison; the test casts them to each dtype."""
         return {}

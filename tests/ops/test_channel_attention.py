@@ -177,16 +177,8 @@ class ChannelAttentionCase(Case):
         return [BadCall(i, lambda a=a, k=k: bidirectional_channel_attention(*a, **k), e, w) for i, a, k, e, w in cases]
 
     def nan_examples(self) -> dict[str, Example]:
-        examples = {}
-        for label, name, value in (
-            ("NaN in q_d", "q_d", float("nan")),
-            ("inf in v_g", "v_g", float("inf")),
-            ("NaN in f_g", "f_g", float("nan")),
-        ):
-            tensors = {k: v.clone() for k, v in self.fixed_example().tensors.items()}
-            tensors[name][1, 0, 3, 7] = value
-            examples[label] = Example(tensors, options={"normalize": True})
-        return examples
+        nan, inf = float("nan"), float("inf")
+        return self.poisoned([("q_d", nan), ("v_g", inf), ("f_g", nan)], at=[(1, 0, 3, 7)])
 
     def gpu_examples(self) -> dict[str, Example]:
         """The 1/8 and 1/4 levels of 256 px crops (256 channels, 4 heads), the full-resolution level of a 64 px

@@ -133,19 +133,9 @@ class CurveMapCase(Case):
         return [BadCall(i, lambda x=x, a=a, s=s: curve_map(x, a, s), e, w) for i, x, a, s, e, w in cases]
 
     def nan_examples(self) -> dict[str, Example]:
-        examples = {}
-        for label, name, value in (
-            ("NaN in x", "x", float("nan")),
-            ("NaN in a", "a", float("nan")),
-            ("+inf in x", "x", float("inf")),
-            ("-inf in x", "x", -float("inf")),
-            ("inf in a", "a", float("inf")),
-        ):
-            tensors = {k: v.clone() for k, v in self.fixed_example().tensors.items()}
-            tensors[name][0, 1, 0, 2, 3] = value
-            tensors[name][1, 2, 1, 0, 0] = value
-            examples[label] = Example(tensors)
-        return examples
+        nan, inf = float("nan"), float("inf")
+        special = [("x", nan), ("a", nan), ("x", inf), ("x", -inf), ("a", inf)]
+        return self.poisoned(special, at=[(0, 1, 0, 2, 3), (1, 2, 1, 0, 0)])
 
     def gpu_examples(self) -> dict[str, Example]:
         """VQCNIR's AIEM (4 splits of 64 channels, 3 curves, 32 x 32), 16 curves, 300 channels per split."""

@@ -199,17 +199,9 @@ class DeformConv2dCase(Case):
         return [BadCall(i, lambda c=c: deform_conv2d(**(good() | c)), e, w) for i, c, e, w in cases]
 
     def nan_examples(self) -> dict[str, Example]:
-        base = self.fixed_example()
-        examples = {}
         nan, inf = float("nan"), float("inf")
         special = [("offset", nan), ("offset", inf), ("offset", -inf), ("mask", nan), ("input", nan), ("input", inf)]
-        for name, value in special:
-            label = f"{value} in {name}"
-            tensors = {k: v.clone() for k, v in base.tensors.items()}
-            tensors[name][0, 3, 2, 1] = value  # one offset (dy of tap 1 of group 0), mask, or input pixel
-            tensors[name][1, 1, 0, 0] = value
-            examples[label] = Example(tensors, options=base.options)
-        return examples
+        return self.poisoned(special, at=[(0, 3, 2, 1), (1, 1, 0, 0)])  # one offset (dy of tap 1, group 0), mask, pixel
 
     def gpu_examples(self) -> dict[str, Example]:
         """The DBCA's warp (3 x 3, padding 1, 4 offset groups) on 64 channels, and groups, offset groups, a 3 x 2
