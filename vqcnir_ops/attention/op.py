@@ -55,24 +55,12 @@ Grads = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tens
 
 @torch.library.custom_op(_BWD, mutates_args=())
 def bidirectional_channel_attention_bwd(
-    grad_y_d: torch.Tensor,
-    grad_y_g: torch.Tensor,
-    q_d: torch.Tensor,
-    q_g: torch.Tensor,
-    v_d: torch.Tensor,
-    v_g: torch.Tensor,
-    temperature: torch.Tensor,
-    gain_d: torch.Tensor,
-    gain_g: torch.Tensor,
-    attn: torch.Tensor,
-    scores: torch.Tensor,
-    norm_d: torch.Tensor,
-    norm_g: torch.Tensor,
-    normalize: bool,
-    scale: float,
-    eps: float,
-    backend: str,
-) -> Grads:
+    grad_y_d: torch.Tensor, grad_y_g: torch.Tensor,  # the outputs' gradients
+    q_d: torch.Tensor, q_g: torch.Tensor, v_d: torch.Tensor, v_g: torch.Tensor,  # the forward's inputs
+    temperature: torch.Tensor, gain_d: torch.Tensor, gain_g: torch.Tensor,
+    attn: torch.Tensor, scores: torch.Tensor, norm_d: torch.Tensor, norm_g: torch.Tensor,  # saved by the forward
+    normalize: bool, scale: float, eps: float, backend: str,
+) -> Grads:  # fmt: skip
     """Gradients ``(q_d, q_g, v_d, v_g, temperature, gain_d, gain_g)``, each in its input's dtype."""
     tensors = (grad_y_d, grad_y_g, q_d, q_g, v_d, v_g, temperature, gain_d, gain_g, attn, scores, norm_d, norm_g)
     return SPEC.backward(backend, *tensors, normalize, scale, eps)
