@@ -1,0 +1,31 @@
+"""The op benchmarks still run (the GPU check runs them with --device cuda): one quick CPU case each.
+
+Speed itself is never asserted here (benchmarks compare ratios within one run); this only keeps the
+scripts from rotting as the ops change.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("script", ["bench_quantize", "bench_channel_attention", "bench_deform_conv"])
+def test_quick_cpu_run_measures_every_provider(script, tmp_path):
+    out = tmp_path / "bench.jsonl"
+    command = [sys.executable, f"benchmarks/{script}.py", "--quick", "--device", "cpu", "--no-compile", "--no-save",
+               "--threads", "1", "--json-out", str(out)]  # fmt: skip
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    rows = [row for line in out.read_text().splitlines() for row in json.loads(line)["results"]]
+    assert rows, run.stdout
+    for row in rows:  # a provider either measured a time or says why not
+        assert (row["ms"] is not None and math.isfinite(row["ms"]) and row["ms"] > 0) or row["note"], row
+    assert any(row["provider"] == "cpp" and row["ms"] for row in rows), rows  # the C++ backend was measured
