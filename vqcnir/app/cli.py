@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=memory_argument,
         default="auto",
         help="memory a restoration may use, e.g. 4GB: larger photos go through exact tiles (the same result); "
-        "'auto' (default): 80%% of the memory free when it starts; 'none': no limit",
+        "'auto' (default): 80%% of the memory free as each restoration starts; 'none': no limit",
     )
     parser.add_argument(
         "--max-upload-mb", type=_positive(float), default=DEFAULT_MAX_UPLOAD_MB, help="largest upload (default 200)"
