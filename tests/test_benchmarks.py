@@ -26,6 +26,6 @@ def test_quick_cpu_run_measures_every_provider(script, tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     rows = [row for line in out.read_text().splitlines() for row in json.loads(line)["results"]]
     assert rows, run.stdout
-    for row in rows:  # a provider either measured a time or says why not
-        assert (row["ms"] is not None and math.isfinite(row["ms"]) and row["ms"] > 0) or row["note"], row
-    assert any(row["provider"] == "cpp" and row["ms"] for row in rows), rows  # the C++ backend was measured
+    for row in rows:  # on the CPU every listed provider runs: a note is an error (reported as NaN ms)
+        assert not row["note"] and math.isfinite(row["ms"]) and row["ms"] > 0, row
+    assert {"reference", "cpp"} <= {row["provider"] for row in rows}, rows

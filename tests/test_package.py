@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from vqcnir_ops import _backend, _extension
+from vqcnir_ops.quantize.backends import SPEC
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -47,7 +49,6 @@ def test_missing_extension_reason_says_how_to_build(monkeypatch):
         reason = _extension.missing_reason()
         assert reason is not None and "VQCNIR_BUILD_EXT=1" in reason
         with pytest.raises(_backend.BackendUnavailableError, match="backend 'cpp' was requested but cannot run"):
-            _backend.resolve_backend("nearest_code", __import__("torch").device("cpu"), __import__("torch").float32,
-                                     "cpp")  # fmt: skip
+            SPEC.choose(torch.device("cpu"), torch.float32, "cpp")
     finally:
         _extension._load.cache_clear()

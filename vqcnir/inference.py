@@ -38,10 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqcnir.tiling import MemoryBudgetError, available_memory, parse_memory, plan_exact, run_exact
+from vqcnir.tiling import MemoryBudgetError, Progress, available_memory, parse_memory, plan_exact, run_exact
 
 Restorer = Callable[[torch.Tensor], torch.Tensor]
-Progress = Callable[[int, int, str], None]
 PADDINGS = ("official", "reflect")
 TILINGS = ("auto", "whole", "exact", "approximate")
 AUTO_FRACTION = 0.8  # of the free memory, for max_memory="auto"

@@ -37,9 +37,9 @@ def report() -> None:
         print(f"  {name:<{width}}  {_status(reason)}")
     print(f"  {_backend.ENV_VAR}={os.environ.get(_backend.ENV_VAR, 'auto')}")
     print("automatic choice per op (float32):")
-    for op in _backend.registered_ops():
-        cpu = _backend.resolve_backend(op, torch.device("cpu"), torch.float32, "auto")
-        gpu = _backend.resolve_backend(op, torch.device("cuda"), torch.float32, "auto") if cuda_device else "-"
+    for op, spec in _backend.registered_ops().items():
+        cpu = spec.choose(torch.device("cpu"), torch.float32, "auto")
+        gpu = spec.choose(torch.device("cuda"), torch.float32, "auto") if cuda_device else "-"
         print(f"  {op}: cpu -> {cpu}, cuda -> {gpu}")
 
 

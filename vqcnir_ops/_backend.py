@@ -23,9 +23,10 @@ wins); a forced backend that cannot run the call raises :class:`BackendUnavailab
 never a silent fallback. When no backend can run a call, the error lists every candidate with its reason.
 
 Calls (:meth:`OpSpec.forward`, :meth:`OpSpec.backward`): the glue makes the CUDA device of the tensors the
-current one (Triton and the CUDA kernels launch on the current device), makes tensor arguments contiguous
-for backends that declare ``contiguous=True``, loads the compiled extension for ``cpp``/``cuda``, and returns
-contiguous outputs. The dtype policy (which dtypes mix, output and compute dtypes) is ``vqcnir_ops._dtypes``.
+current one (Triton and the CUDA kernels launch on the current device), loads the compiled extension for
+``cpp``/``cuda``, and returns contiguous outputs; each launcher makes the inputs it indexes densely
+contiguous itself (the compile gate calls launchers directly). The dtype policy (which dtypes mix,
+output and compute dtypes) is ``vqcnir_ops._dtypes``.
 """
 
 from __future__ import annotations
@@ -64,13 +65,11 @@ class Backend:
         forward: implementation of the op's forward custom op (same arguments, minus ``backend``).
         backward: implementation of the backward custom op, if the op has one per backend.
         supports: ``facts -> None`` if this backend can run a call with these facts, else the reason.
-        contiguous: the glue passes tensor arguments contiguous (the kernels index them densely).
     """
 
     forward: Impl
     backward: Impl | None = None
     supports: Callable[[Facts], str | None] | None = None
-    contiguous: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,8 +121,6 @@ class OpSpec:
     def _run(self, backend: str, stage: str, args: tuple) -> Any:
         declared = self.backends[backend]
         impl = _load(backend, getattr(declared, stage))
-        if declared.contiguous:
-            args = tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
         with device_guard(*args):
             result = impl(*args)
         if isinstance(result, torch.Tensor):
@@ -243,13 +240,6 @@ def _choose(op: str, device_type: str, dtype: torch.dtype, requested: str, facts
         if reasons[candidate] is None:
             return candidate
     raise BackendUnavailableError(f"{op}: no backend can run this call ({call}):{_listing(reasons)}")
-
-
-def resolve_backend(
-    op: str, device: torch.device, dtype: torch.dtype, backend: str | None = None, **facts: int | bool
-) -> str:
-    """The backend that runs ``op`` (a registered name) on ``device`` for activations of ``dtype``."""
-    return _OPS[op].choose(device, dtype, backend, **facts)
 
 
 def availability() -> dict[str, str | None]:

@@ -61,11 +61,6 @@ class Target:
         if self.shared_memory <= 0 or any(limit < 1 for limit in self.max_grid) or len(self.max_grid) != 3:
             raise ValueError(f"invalid target {self}: shared_memory and the three grid limits must be positive")
 
-    @property
-    def large_shared_memory(self) -> bool:
-        """A100/H100 class (>= 160 KB per block) rather than the 99 KB of sm_86/sm_89 consumer cards."""
-        return self.shared_memory >= 160 * KIB
-
 
 # Per-block shared memory of the targets the project supports (CUDA C++ Programming Guide, "Compute
 # Capabilities": 163 KB on 8.0, 99 KB on 8.6 and 8.9, 227 KB on 9.0; 1 KB of each SM is reserved).

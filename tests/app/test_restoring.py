@@ -1,4 +1,4 @@
-"""The page's restoration job: the call into the library, upload checks, files written."""
+"""The page's restoration job: upload checks, the restoration (whole or exact tiles), files written."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import vqcnir.app.restoring as restoring
@@ -16,7 +15,6 @@ from vqcnir.app.restoring import (
     UploadLimits,
     UploadRejected,
     check_upload,
-    restore_image,
     restore_uploads,
 )
 from vqcnir.data import read_rgb
@@ -34,27 +32,19 @@ def _photo(seed: int, height: int, width: int) -> np.ndarray:
     return np.clip(base + rng.normal(0, 15, (height, width, 3)), 0, 255).astype(np.uint8)
 
 
-def test_a_photo_over_the_budget_is_restored_tile_by_tile_to_the_whole_image_result(tiny):
+def test_a_photo_over_the_budget_is_restored_tile_by_tile_to_the_whole_image_result(tmp_path, tiny):
     photo = _photo(0, 256, 256)
-    image = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
-    steps = []
-    out = restore_image(tiny, image, "official", max_memory="200MB", progress=lambda *step: steps.append(step))
-    with torch.inference_mode():
-        whole = tiny.restore(image, "official", tiling="whole").clamp(0, 1)
-    assert (out - whole).abs().max() < 1e-3  # exact up to float32 rounding (sums in another order)
-    totals = {total for _, total, _ in steps}
-    assert len(totals) == 1 and totals.pop() > 1, steps  # one bar over several tiles
-    assert [done for done, _, _ in steps] == list(range(1, len(steps) + 1))
-
-
-def test_a_photo_within_the_budget_is_one_step(tiny):
-    photo = _photo(0, 37, 53)
-    image = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
-    steps = []
-    out = restore_image(tiny, image, "official", progress=lambda *step: steps.append(step))
-    restored = (out[0] * 255).round().byte().permute(1, 2, 0).numpy()
-    np.testing.assert_array_equal(restored, whole_image_output(tiny, photo))
-    assert steps == [(1, 1, "whole image")]
+    fractions = []
+    report = restore_uploads(
+        tiny, [write(tmp_path / "big.png", photo)], str(tmp_path / "job"), max_memory="200MB",
+        progress=lambda fraction, text: fractions.append((fraction, text)),
+    )  # fmt: skip
+    assert report.rejected == []
+    restored = read_rgb(report.restored[0].output_png).astype(int)
+    assert np.abs(restored - whole_image_output(tiny, photo).astype(int)).max() <= 1  # exact up to float rounding
+    values = [fraction for fraction, _ in fractions]
+    assert len(values) > 2 and values == sorted(set(values)) and values[-1] == 1.0, fractions  # one step per tile
+    assert all(text.startswith("big.png (1/1): pass ") and ": tile " in text for _, text in fractions), fractions
 
 
 def test_check_upload_refuses_with_the_reason_and_the_option(tmp_path):
@@ -101,16 +91,14 @@ def test_restore_uploads_writes_each_restoration_and_reports_the_refused(tmp_pat
         assert output.mode == "RGBA" and output.size == (33, 25)
         assert np.all(np.asarray(output)[..., 3] == 77)
     assert (report.restored[1].width, report.restored[1].height) == (33, 25)
-    values = [fraction for fraction, _ in fractions]
-    assert values == sorted(values) and values[-1] == 1.0
-    assert fractions[0] == (1 / 3, "night.png (1/3): whole image")
+    assert fractions == [(1 / 3, "night.png (1/3): whole image"), (1.0, "night.png (3/3): whole image")]
 
 
 def test_a_restoration_that_fails_is_a_message(tmp_path, tiny, monkeypatch):
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 GB\nmore detail")
 
-    monkeypatch.setattr(restoring, "restore_image", out_of_memory)
+    monkeypatch.setattr(restoring, "restore_tensor", out_of_memory)
     report = restore_uploads(tiny, [write(tmp_path / "x.png", _photo(4, 16, 16))], str(tmp_path / "job"))
     assert report.restored == []
     assert report.rejected == [

@@ -30,3 +30,17 @@ def test_launch_target_is_this_gpu():
     with observe_launches(records.append):
         curve_map_fwd_triton(x, x)
     assert [r.target for r in records] == [target]
+
+
+def test_free_memory_counts_the_blocks_torch_keeps_cached():
+    """max_memory="auto" is resolved for each image: a second restoration must not see less free memory
+    only because torch's caching allocator kept the first one's blocks."""
+    from vqcnir.tiling import available_memory
+
+    device = torch.device("cuda", 0)
+    torch.cuda.empty_cache()
+    before = available_memory(device)
+    block = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
+    del block  # 256 MiB now cached by torch, not free for the driver
+    assert torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device) >= 256 * 2**20
+    assert abs(available_memory(device) - before) < 64 * 2**20

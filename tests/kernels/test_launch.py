@@ -47,7 +47,6 @@ def restore_matmul_precision():
 
 def test_gpu_targets_have_the_documented_shared_memory():
     assert {a: t.shared_memory // 1024 for a, t in GPU_TARGETS.items()} == {80: 163, 86: 99, 89: 99, 90: 227}
-    assert [t.large_shared_memory for t in GPU_TARGETS.values()] == [True, False, False, True]
     with pytest.raises(ValueError, match="must be positive"):
         Target("bad", 80, 0)
 

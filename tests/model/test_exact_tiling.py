@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.recipes.checkpoints import awake
 from vqcnir import VQCNIR, VQGAN, VQCNIRConfig
 from vqcnir.cli.models import restore_tensor
 from vqcnir.tiling import MemoryBudgetError, TilingError, parse_memory, plan_exact, run_exact
@@ -26,23 +27,6 @@ PAPER_STRUCTURE = VQCNIRConfig(
     norm_groups=16,
 )  # fmt: skip
 CPU = torch.device("cpu")
-
-
-def awake(model: nn.Module, offset_std: float = 0.05, seed: int = 0) -> nn.Module:
-    """Random weights with every branch active: residual scales non-zero, deformable offsets of pixels."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith(("beta", "gamma", "gamma_d", "gamma_g")):
-                param.normal_(0, 0.3)
-            elif "conv_offset" in name:
-                param.normal_(0, offset_std)
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def tiny() -> VQCNIR:
-    return awake(VQCNIR(TINY))
 
 
 def _max_error(model: nn.Module, image: torch.Tensor, padding: str = "official", **options) -> float:

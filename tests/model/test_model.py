@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.model.official_structure import OfficialVQCNIR
+from tests.recipes.checkpoints import awake
 from vqcnir import VQCNIR, VQGAN, VQCNIRConfig, load_official_checkpoint, load_pretrained, save_pretrained
 from vqcnir.model import PRIOR_MODULES
 
@@ -15,12 +16,7 @@ TINY = VQCNIRConfig.tiny()
 
 def _tiny(seed: int = 0, backend: str | None = None) -> VQCNIR:
     torch.manual_seed(seed)
-    model = VQCNIR(TINY, backend=backend)
-    with torch.no_grad():  # wake up the zero-initialised residual scales so every branch matters
-        for name, param in model.named_parameters():
-            if name.endswith(("beta", "gamma", "gamma_d", "gamma_g")) or "conv_offset" in name:
-                param.normal_(0, 0.3)
-    return model
+    return awake(VQCNIR(TINY, backend=backend), offset_std=0.3, seed=seed).train()
 
 
 def test_paper_config_has_the_official_parameter_count():

@@ -125,13 +125,8 @@ class NearestCodeCase(Case):
         return [BadCall(i, lambda z=z, c=c: nearest_code(z, c), e, w) for i, z, c, e, w in cases]
 
     def nan_examples(self) -> dict[str, Example]:
-        tensors = self.fixed_example().tensors
-        nan_z, nan_codes, inf_z = ({k: v.clone() for k, v in tensors.items()} for _ in range(3))
-        nan_z["z"][[2, 30], [7, 0]] = float("nan")
-        nan_codes["codebook"][[15, 4], [3, 0]] = float("nan")
-        inf_z["z"][5, 1] = float("inf")
-        inf_z["z"][9, 2] = -float("inf")
-        return {"NaN in z": Example(nan_z), "NaN codes": Example(nan_codes), "inf in z": Example(inf_z)}
+        nan, inf = float("nan"), float("inf")
+        return self.poisoned([("z", nan), ("codebook", nan), ("z", inf), ("z", -inf)], at=[(2, 7), (15, 3)])
 
     def gpu_examples(self) -> dict[str, Example]:
         """VQCNIR's lookup (1024 codes of dim 512), few codes of odd dim, many codes of dim 8: rows near codes."""
@@ -244,6 +239,19 @@ def test_parameters_of_any_dtype_activations_decide():
     assert nearest_code(z, codebook)[1].dtype == torch.float32
     assert nearest_code(z.double(), codebook.half())[1].dtype == torch.float64
     assert nearest_code(z.bfloat16(), codebook.float())[1].dtype == torch.float32
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_float64_codebook_does_not_change_the_backend_or_the_result(backend):
+    # Only z's dtype decides: a float64 codebook with float32 z runs on the float32-only backends too.
+    gen = torch.Generator().manual_seed(3)
+    z, codebook = torch.randn(40, 12, generator=gen), torch.randn(30, 12, generator=gen, dtype=torch.float64)
+    device = device_for(backend)
+    indices, dist = nearest_code(z.to(device), codebook.to(device), backend=backend)
+    ref_indices, ref_dist = nearest_code_ref(z, codebook.float())
+    assert dist.dtype == torch.float32
+    torch.testing.assert_close(indices.cpu(), ref_indices, rtol=0, atol=0)
+    torch.testing.assert_close(dist.cpu(), ref_dist)
 
 
 def test_public_api_exports():

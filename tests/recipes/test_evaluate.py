@@ -96,9 +96,9 @@ def test_unpaired_folder_gets_niqe(tmp_path):
     assert float(rows[0]["niqe"]) == pytest.approx(niqe(photo), abs=1e-5)
 
 
-def test_model_mode_restores_then_evaluates(tmp_path, monkeypatch):
+def test_model_mode_restores_then_evaluates(tmp_path):
     ckpt = str(tmp_path / "ckpt")
-    model = save_tiny_model(ckpt, monkeypatch)
+    model = save_tiny_model(ckpt)
     rng = np.random.default_rng(3)
     low = rng.integers(0, 256, (21, 35, 3), dtype=np.uint8)
     write(tmp_path / "low" / "v" / "f.png", low)

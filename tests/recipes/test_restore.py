@@ -19,9 +19,9 @@ from vqcnir.data import read_rgb
 
 
 @pytest.fixture
-def model_dir(tmp_path, monkeypatch):
+def model_dir(tmp_path):
     directory = str(tmp_path / "ckpt")
-    return directory, save_tiny_model(directory, monkeypatch)
+    return directory, save_tiny_model(directory)
 
 
 def _photo(rng, h, w):

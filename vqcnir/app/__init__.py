@@ -4,8 +4,8 @@
 
 Files, one job each:
 
-- :mod:`vqcnir.app.restoring`: checks on each upload, the one call into the restoration API
-  (:func:`~vqcnir.app.restoring.restore_image`), and the files a restoration writes.
+- :mod:`vqcnir.app.restoring`: checks on each upload, the restoration (as ``vqcnir-restore`` does it),
+  and the files a restoration writes.
 - :mod:`vqcnir.app.models`: which models the page offers (``--model``, the demo-trained model) and loading them.
 - :mod:`vqcnir.app.folders`: the folder mode, a ``vqcnir-restore`` output folder paired with its inputs.
 - :mod:`vqcnir.app.page`: the page layout (Gradio) and its events.

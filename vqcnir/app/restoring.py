@@ -1,9 +1,10 @@
 """Restoring uploaded photos for the page: checks on each upload, the call into the model, the files written.
 
-Every restoration goes through :func:`restore_image`, the page's one call into the library's
-restoration API (see its docstring). Uploads are checked before anything is decoded: extension, file
-size and pixel count (read from the header), then decoded as :func:`vqcnir.data.read_rgb` reads them,
-as ``vqcnir-restore`` does. A rejected upload becomes a message for the page, never an exception.
+Every restoration is one call of :func:`vqcnir.cli.models.restore_tensor`, as in ``vqcnir-restore``:
+the whole image within ``max_memory``, exact tiles above it, progress after each tile. Uploads are
+checked before anything is decoded: extension, file size and pixel count (read from the header), then
+decoded as :func:`vqcnir.data.read_rgb` reads them, as ``vqcnir-restore`` does. A rejected upload becomes
+a message for the page, never an exception.
 """
 
 from __future__ import annotations
@@ -22,32 +23,11 @@ from vqcnir.data import IMAGE_EXTENSIONS, UnreadableImageError, read_rgb
 from vqcnir.data.folders import to_tensor
 from vqcnir.io import to_uint8, write_png
 
-RestoreProgress = Callable[[int, int, str], None]
-"""``progress(done, total, description)``, the callback of the restoration API."""
 JobProgress = Callable[[float, str], None]
 """``progress(fraction, description)`` over a whole job of several photos."""
 
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_MEGAPIXELS = 64.0
-
-
-def restore_image(
-    model: torch.nn.Module,
-    image: torch.Tensor,
-    padding: str = "official",
-    *,
-    max_memory: int | str | None = "auto",
-    progress: RestoreProgress | None = None,
-) -> torch.Tensor:
-    """Restore ``[1, 3, H, W]`` in [0, 1] with ``model``, as ``vqcnir-restore`` does: the page's one call
-    into the library.
-
-    Args:
-        max_memory: bytes, ``"auto"`` (80% of the memory free now) or None (no limit); a photo that would
-            need more is restored in exact tiles (the same result as the whole image).
-        progress: called with ``(done, total, description)`` after each tile (once for a whole image).
-    """
-    return restore_tensor(model, image, padding, max_memory=max_memory, progress=progress)
 
 
 class UploadRejected(ValueError):
@@ -143,7 +123,9 @@ def restore_uploads(
 
     Refused uploads (not an image, too large, undecodable) and restorations that fail (out of memory)
     are reported in :attr:`RestoreReport.rejected` and the job goes on with the next upload.
-    ``progress(fraction, description)`` follows the whole job.
+    ``max_memory``: bytes, ``"auto"`` (80% of the memory free as each restoration starts) or None (no
+    limit); photos that would need more go through exact tiles (or are refused with the reason when even
+    those do not fit). ``progress(fraction, description)`` follows the whole job, tile by tile.
     """
     limits = limits or UploadLimits()
     os.makedirs(folder, exist_ok=True)
@@ -171,7 +153,7 @@ def restore_uploads(
         start = time.perf_counter()
         try:
             image = to_tensor(rgb).unsqueeze(0).to(device)
-            restored = restore_image(model, image, padding, max_memory=max_memory, progress=step)
+            restored = restore_tensor(model, image, padding, max_memory=max_memory, progress=step)
         except (RuntimeError, MemoryError) as error:  # the allocator's out-of-memory errors are RuntimeErrors
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
             report.rejected.append(f"{name} could not be restored: {first_line}")

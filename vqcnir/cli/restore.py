@@ -31,7 +31,7 @@ from PIL import Image
 from vqcnir.cli.models import AUTO_OVERLAP, check_restorer, load_model, memory_argument, restore_tensor
 from vqcnir.data import IMAGE_EXTENSIONS, UnreadableImageError, list_images, read_rgb
 from vqcnir.data.folders import to_tensor
-from vqcnir.inference import PADDINGS, TILINGS, resolve_budget
+from vqcnir.inference import PADDINGS, TILINGS
 from vqcnir.io import to_uint8, to_uint16, write_png
 from vqcnir.progress import Progress
 from vqcnir.tiling import MemoryBudgetError
@@ -318,8 +318,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OverwriteError, ValueError, FileNotFoundError, PermissionError, NotADirectoryError) as error:
         parser.error(str(error))
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if max_memory == "auto":
-        max_memory = resolve_budget("auto", device)
     model = load_model(args.model, device)
     try:
         skipped = restore_all(

@@ -58,9 +58,11 @@ def format_bytes(count: float) -> str:
 
 
 def available_memory(device: torch.device) -> int:
-    """Free memory now: ``MemAvailable`` of /proc/meminfo (CPU) or the CUDA driver's free memory."""
+    """Free memory now: ``MemAvailable`` of /proc/meminfo (CPU), or on CUDA the driver's free memory plus
+    the blocks torch's caching allocator holds unused (after one restoration they are free to the next)."""
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0]) + cached
     try:
         with open("/proc/meminfo") as info:
             for line in info:

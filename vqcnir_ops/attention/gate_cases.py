@@ -15,10 +15,8 @@ from collections.abc import Callable
 import torch
 
 from vqcnir_ops._aot import GateCase, allow_tf32, for_each_dtype
-from vqcnir_ops.attention.staged import AttentionMap, Phases, staged_backward, staged_forward
-from vqcnir_ops.attention.triton_kernels import gram_triton, mix_triton
-
-PHASES = Phases(gram_triton, mix_triton)
+from vqcnir_ops.attention.staged import AttentionMap, staged_backward, staged_forward
+from vqcnir_ops.attention.triton_kernels import TRITON_PHASES as PHASES
 
 
 def _attention(batch: int, heads: int, c: int, n: int, dtype: torch.dtype, normalize: bool = True,

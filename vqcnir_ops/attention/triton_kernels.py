@@ -27,13 +27,13 @@ import torch
 import triton
 import triton.language as tl
 
-from vqcnir_ops._launch import Target, fp32_dot_precision, launch, launch_target, program_ids
+from vqcnir_ops._launch import GRID_BASE_ARGS, Target, fp32_dot_precision, launch, launch_target, program_ids
 from vqcnir_ops.attention.staged import Phases
 
 MAX_SPLITS = 16  # partial sums per (batch, head) in phase 1
 
 
-@triton.jit(do_not_specialize=["pid1_base", "pid2_base"])
+@triton.jit(do_not_specialize=GRID_BASE_ARGS)
 def _bca_gram_kernel(
     x_ptr, y_ptr, gram_ptr, sqx_ptr, sqy_ptr,
     HEADS, BH, C, N, n_per_split,
@@ -80,7 +80,7 @@ def _bca_gram_kernel(
         tl.store(sqy_ptr + out + rows_k, sqy, mask=ok_k)
 
 
-@triton.jit(do_not_specialize=["pid1_base", "pid2_base"])
+@triton.jit(do_not_specialize=GRID_BASE_ARGS)
 def _bca_mix_kernel(
     w_ptr, z_ptr, x_ptr, a_ptr, out_ptr,
     HEADS, C, N,

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from vqcnir_ops._launch import Target, launch, launch_target, program_ids
+from vqcnir_ops._launch import GRID_BASE_ARGS, Target, launch, launch_target, program_ids
 
 
 @triton.jit
@@ -35,7 +35,7 @@ def _clamp_unit(x):
     return tl.where(x < 0.0, 0.0, tl.where(x > 1.0, 1.0, x))
 
 
-@triton.jit(do_not_specialize=["pid1_base", "pid2_base"])
+@triton.jit(do_not_specialize=GRID_BASE_ARGS)
 def _curve_map_fwd_kernel(
     x_ptr, a_ptr, y_ptr,
     S, Cs, P, W,
@@ -63,7 +63,7 @@ def _curve_map_fwd_kernel(
     tl.store(y_ptr + y_offs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit(do_not_specialize=["pid1_base", "pid2_base"])
+@triton.jit(do_not_specialize=GRID_BASE_ARGS)
 def _curve_map_bwd_kernel(
     dy_ptr, x_ptr, a_ptr, dx_ptr, da_ptr,
     S, Cs, P, W,
@@ -126,11 +126,10 @@ def block_sizes(channels: int, pixels: int, elements: int = 2048) -> tuple[int, 
 BACKWARD_ELEMENTS = 1024
 
 
-def grids(batch_splits: int, channels: int, pixels: int) -> tuple[tuple[int, int, int], tuple[int, int]]:
-    """(forward grid, backward grid): pixel blocks on axis 0, whatever the image size."""
-    block_c, block_p = block_sizes(channels, pixels)
-    pixel_blocks = triton.cdiv(pixels, block_p)
-    return (pixel_blocks, batch_splits, triton.cdiv(channels, block_c)), (pixel_blocks, batch_splits)
+def grid(batch_splits: int, channels: int, pixels: int, block_c: int, block_p: int) -> tuple[int, int, int]:
+    """Pixel blocks on axis 0 (the axis that may grow past 65,535), (batch, split) pairs on axis 1, channel
+    blocks on axis 2 (the backward, which loops over the channels, takes one)."""
+    return triton.cdiv(pixels, block_p), batch_splits, triton.cdiv(channels, block_c)
 
 
 def _strides5(t: torch.Tensor) -> tuple[int, ...]:
@@ -160,7 +159,7 @@ def curve_map_fwd_triton(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return _finish(y, x.dtype)
     block_c, block_p = block_sizes(Cs, H * W)
     launch(
-        target, _curve_map_fwd_kernel, grids(B * S, Cs, H * W)[0],
+        target, _curve_map_fwd_kernel, grid(B * S, Cs, H * W, block_c, block_p),
         x, a, y, S, Cs, H * W, W, *_strides5(x), *_strides5(a),
         N=n, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=4,
     )  # fmt: skip
@@ -180,7 +179,7 @@ def curve_map_bwd_triton(dy: torch.Tensor, x: torch.Tensor, a: torch.Tensor) -> 
         return _finish(dx, x.dtype), _finish(da.zero_(), a.dtype)
     block_c, block_p = block_sizes(Cs, H * W, BACKWARD_ELEMENTS)
     launch(
-        target, _curve_map_bwd_kernel, grids(B * S, Cs, H * W)[1],
+        target, _curve_map_bwd_kernel, grid(B * S, Cs, H * W, block_c, block_p)[:2],
         dy, x, a, dx, da, S, Cs, H * W, W, *_strides5(dy), *_strides5(x), *_strides5(a),
         N=n, N_PAD=triton.next_power_of_2(n), BLOCK_C=block_c, BLOCK_P=block_p, num_warps=4,
     )  # fmt: skip

@@ -55,7 +55,7 @@ SPEC = OpSpec(
         "reference": Backend(_forward_reference, _backward_reference),
         "cpp": _COMPILED,
         "cuda": _COMPILED,
-        "triton": Backend(_forward_triton, _backward_triton, contiguous=True),
+        "triton": Backend(_forward_triton, _backward_triton),
     },
     gpu_order=("triton", "cuda"),
 )

@@ -28,12 +28,20 @@ import torch
 import triton
 import triton.language as tl
 
-from vqcnir_ops._launch import Target, fp32_dot_precision, launch, launch_target, program_ids, stages_that_fit
+from vqcnir_ops._launch import (
+    GRID_BASE_ARGS,
+    Target,
+    fp32_dot_precision,
+    launch,
+    launch_target,
+    program_ids,
+    stages_that_fit,
+)
 from vqcnir_ops.deform.reference import Geometry, deform_conv2d_grads_ref
 from vqcnir_ops.deform.triton_kernels import NUM_WARPS, SAMPLE_LOADS, _columns_tile, _neighbours, block, scalar_args
 
 
-@triton.jit(do_not_specialize=["pid1_base", "pid2_base"])
+@triton.jit(do_not_specialize=GRID_BASE_ARGS)
 def _deform_conv2d_bwd_weight_kernel(
     gout_ptr, in_ptr, off_ptr, mask_ptr, gw_ptr,
     B, C, H, W, Wo, L, COUT, G, CPG, K, KW, SH, SW, PH, PW, DH, DW,
@@ -63,7 +71,7 @@ def _deform_conv2d_bwd_weight_kernel(
     tl.store(gw_at, acc, mask=n_ok[:, None] & r_ok[None, :])
 
 
-@triton.jit(do_not_specialize=["pid1_base", "pid2_base"])
+@triton.jit(do_not_specialize=GRID_BASE_ARGS)
 def _deform_conv2d_bwd_data_kernel(
     gout_ptr, in_ptr, off_ptr, mask_ptr, w_ptr, gin_ptr, goff_ptr, gmask_ptr,
     C, H, W, Wo, L, COUT, G, CPG, K, KW, SH, SW, PH, PW, DH, DW,

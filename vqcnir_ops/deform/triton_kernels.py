@@ -21,7 +21,15 @@ import torch
 import triton
 import triton.language as tl
 
-from vqcnir_ops._launch import Target, fp32_dot_precision, launch, launch_target, program_ids, stages_that_fit
+from vqcnir_ops._launch import (
+    GRID_BASE_ARGS,
+    Target,
+    fp32_dot_precision,
+    launch,
+    launch_target,
+    program_ids,
+    stages_that_fit,
+)
 from vqcnir_ops.deform.reference import Geometry
 
 
@@ -72,7 +80,7 @@ def _columns_tile(
     return value * m.to(tl.float32)
 
 
-@triton.jit(do_not_specialize=["pid1_base", "pid2_base"])
+@triton.jit(do_not_specialize=GRID_BASE_ARGS)
 def _deform_conv2d_fwd_kernel(
     in_ptr, off_ptr, mask_ptr, w_ptr, bias_ptr, out_ptr,
     C, H, W, Wo, L, COUT, G, CPG, K, KW, SH, SW, PH, PW, DH, DW,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from vqcnir_ops import _backend
 from vqcnir_ops._validate import check_same_device, check_tensor
 from vqcnir_ops.quantize import op as _op  # noqa: F401  (registers torch.ops.vqcnir.nearest_code_*)
+from vqcnir_ops.quantize.backends import SPEC
 
 
 def nearest_code(
@@ -25,7 +25,8 @@ def nearest_code(
             :class:`vqcnir_ops.BackendUnavailableError`.
 
     Returns:
-        ``indices`` ``[N]`` int64 and ``dist`` ``[N]``, float64 if an input is float64 else float32.
+        ``indices`` ``[N]`` int64 and ``dist`` ``[N]``, float64 if ``z`` is float64 else float32 (the codebook,
+        a parameter, may have any float dtype).
         Ties go to the smallest index; NaN rows get the first NaN-distance code (index 0 for a NaN
         in ``z``) and NaN. ``dist`` is differentiable with respect to ``z`` and ``codebook``. Full
         numerical contract: ``vqcnir_ops.quantize.reference``.
@@ -47,7 +48,6 @@ def nearest_code(
     if z.shape[1] == 0:
         raise ValueError("arguments 'z' and 'codebook' must have D >= 1, got D = 0")
     check_same_device(z=z, codebook=codebook)
-    dtype = torch.float64 if codebook.dtype == torch.float64 else z.dtype
-    chosen = _backend.resolve_backend("nearest_code", z.device, dtype, backend)
+    chosen = SPEC.choose(z.device, z.dtype, backend)  # z, the activation, decides the dtype (vqcnir_ops._dtypes)
     dist, indices = torch.ops.vqcnir.nearest_code_fwd(z, codebook, chosen)
     return indices, dist
