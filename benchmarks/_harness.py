@@ -219,10 +219,14 @@ def print_table(report: Report, baseline: str) -> None:
         )
 
 
-def append_json(report: Report, results_dir: str = RESULTS_DIR) -> str:
+def append_json(report: Report | dict, results_dir: str = RESULTS_DIR) -> str:
+    """Append ``report`` (a :class:`Report`, or a record with a ``"bench"`` key) and the date to
+    ``<results_dir>/<bench>.jsonl``; returns the path."""
     os.makedirs(results_dir, exist_ok=True)
-    path = os.path.join(results_dir, f"{report.bench}.jsonl")
-    record = asdict(report) | {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    record = (asdict(report) if isinstance(report, Report) else dict(report)) | {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    }
+    path = os.path.join(results_dir, f"{record['bench']}.jsonl")
     with open(path, "a") as out:
         out.write(json.dumps(record, allow_nan=True) + "\n")
     print(f"appended to {os.path.relpath(path)}")

@@ -48,6 +48,8 @@ def _model(preset: str, backend: str | None, device: torch.device) -> VQCNIR:
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
+    if args.dtype != torch.float32:  # the model runs in its parameters' dtype; the report would mislabel it
+        raise SystemExit(f"bench_model measures float32 models only, got --dtype {args.dtype}")
     device = torch.device(args.device)
     models: dict[tuple[str, str | None], VQCNIR] = {}
 

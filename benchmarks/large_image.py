@@ -20,9 +20,7 @@ Appends one JSON record per run to ``benchmarks/results/large_image.jsonl``, wit
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import math
 import os
 import subprocess
 import sys
@@ -33,7 +31,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import RESULTS_DIR, device_name  # noqa: E402
+from _harness import append_json, device_name  # noqa: E402
+
+from vqcnir.metrics import psnr_float  # noqa: E402
 
 SIZES = {1: (816, 1224), 4: (1632, 2448), 12: (2832, 4256), 24: (4000, 6000)}  # megapixels -> (H, W), 3:2
 
@@ -116,11 +116,6 @@ def child(case: dict) -> dict:
     return result
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
-
-
 def whole_fits(config: str, checkpoint: str | None, mp: int, device: torch.device) -> tuple[bool, str]:
     """Whether whole-image inference is estimated to fit the memory free now."""
     from vqcnir.inference import pad_reflect
@@ -195,20 +190,17 @@ def main() -> None:
                     rows.append(row)
                     print(f"{config} {mp} MP {label}: {row}", flush=True)
                 if "whole" in outputs:
-                    whole = np.load(outputs["whole"][0])
+                    whole = torch.from_numpy(np.load(outputs["whole"][0]))
                     for label, (save, row) in outputs.items():
                         if label != "whole":
-                            row["psnr_vs_whole_db"] = round(psnr(np.load(save), whole), 2)
+                            exact = torch.from_numpy(np.load(save))
+                            row["psnr_vs_whole_db"] = round(psnr_float(exact, whole).item(), 2)
                 for save, _ in outputs.values():
                     os.remove(save)
     print_table(rows, device)
     if not args.no_save:
-        record = {"bench": "large_image", "device": device_name(device), "torch": torch.__version__,
-                  "load_average": os.getloadavg(), "rows": rows,
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
-        os.makedirs(RESULTS_DIR, exist_ok=True)
-        with open(os.path.join(RESULTS_DIR, "large_image.jsonl"), "a") as out:
-            out.write(json.dumps(record) + "\n")
+        append_json({"bench": "large_image", "device": device_name(device), "torch": torch.__version__,
+                     "load_average": os.getloadavg(), "rows": rows})  # fmt: skip
 
 
 def print_table(rows: list[dict], device: torch.device) -> None:

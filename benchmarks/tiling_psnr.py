@@ -14,9 +14,6 @@ exact tiles' rounding-level differences). Appends JSON to benchmarks/results/til
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import math
 import os
 import sys
 
@@ -24,11 +21,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _harness import append_json  # noqa: E402
 from large_image import load  # noqa: E402
 
 from vqcnir.data import NightBlurParams, degrade  # noqa: E402
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "tiling_psnr.jsonl")
+from vqcnir.metrics import psnr_float  # noqa: E402
 
 
 def photos(size: int) -> list[tuple[str, np.ndarray]]:
@@ -40,11 +37,6 @@ def photos(size: int) -> list[tuple[str, np.ndarray]]:
         image = transform.resize(image, (size, size), anti_aliasing=True, preserve_range=True).astype(np.uint8)
         out.append((name, image))
     return out
-
-
-def float_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((a.double() - b.double()) ** 2).item()
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def main() -> None:
@@ -72,17 +64,13 @@ def main() -> None:
                 for mode, overlap in variants:
                     options = {"tile": tile, "tiling": mode} | ({"overlap": overlap} if overlap is not None else {})
                     tiled = model.restore(image, padding="reflect", **options).clamp(0, 1)
-                    value, worst = float_psnr(tiled, whole), (tiled - whole).abs().max().item()
+                    value, worst = psnr_float(tiled, whole).item(), (tiled - whole).abs().max().item()
                     row = {"image": name, "mode": mode, "tile": tile, "overlap": overlap}
                     rows.append(row | {"psnr_db": round(value, 2), "max_abs": worst})
                     print(f"{name:<10} {mode:<12} tile {tile:4d} overlap {overlap or 0:3d}: "
                           f"PSNR(tiled, whole) = {value:6.2f} dB, max |diff| {worst:.2e}")  # fmt: skip
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "a") as out:
-        date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        model = args.model or f"{args.config} (random weights)"
-        record = {"model": model, "size": args.size, "metric": "float", "rows": rows, "date": date}
-        out.write(json.dumps(record) + "\n")
+    model = args.model or f"{args.config} (random weights)"
+    append_json({"bench": "tiling_psnr", "model": model, "size": args.size, "metric": "float", "rows": rows})
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from typing import Any
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -32,6 +34,20 @@ FORMAT_VERSION = 1  # the newest config.json layout this library reads and write
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used as it is; the message names the file and what is wrong."""
+
+
+def load_torch_file(
+    path: str | os.PathLike, what: str, hint: str = "", map_location: str | torch.device = "cpu"
+) -> Any:
+    """``torch.load(path, weights_only=True)`` (no code is unpickled). A file that cannot be read raises
+    :class:`CheckpointError` naming it, ``what`` it should hold, why (``the file is empty`` for 0 bytes),
+    then ``hint``."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (EOFError, pickle.UnpicklingError, RuntimeError, ValueError, OSError) as error:
+        empty = os.path.isfile(path) and os.path.getsize(path) == 0
+        reason = "the file is empty" if empty else f"{type(error).__name__}: {error}"
+        raise CheckpointError(f"cannot read {os.fspath(path)!r} as {what} ({reason}){hint}") from error
 
 
 def save_pretrained(model: nn.Module, directory: str, metadata: dict[str, str] | None = None) -> None:

@@ -50,14 +50,13 @@ from __future__ import annotations
 
 import functools
 import os
-import pickle
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from vqcnir.checkpoint import CheckpointError
+from vqcnir.checkpoint import CheckpointError, load_torch_file
 from vqcnir.config import VQCNIRConfig
 from vqcnir.model import VQCNIR
 
@@ -322,14 +321,9 @@ def load_official_checkpoint(
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"argument 'path': no file at {os.fspath(path)!r}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (EOFError, pickle.UnpicklingError, RuntimeError, ValueError, OSError) as error:
-        reason = "the file is empty" if os.path.getsize(path) == 0 else f"{type(error).__name__}: {error}"
-        raise CheckpointError(
-            f"cannot read {os.fspath(path)!r} as a PyTorch checkpoint ({reason}); expected the authors' "
-            "VQCNIR_LOLBlur_G.pth (a state dict under 'params')"
-        ) from error
+    checkpoint = load_torch_file(
+        path, "a PyTorch checkpoint", "; expected the authors' VQCNIR_LOLBlur_G.pth (a state dict under 'params')"
+    )
     state = checkpoint.get("params", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(

@@ -30,6 +30,7 @@ def test_only_loopback_addresses_count_as_local():
         (["--max-memory", "lots"], "argument --max-memory: expected a size such as 4GB"),
         (["--max-memory", "0"], "argument --max-memory: expected a size such as 4GB"),
         (["--port", "0"], "argument --port: must be positive"),
+        (["--device", "tpu"], "option 'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
         (["--model", "no/such/model"], "argument --model: model not found: no/such/model"),
     ],
 )

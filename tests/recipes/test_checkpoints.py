@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from vqcnir.checkpoint import CheckpointError
 from vqcnir.config import VQCNIRConfig
 from vqcnir.training import state as ckpt
 from vqcnir.vqgan import VQGAN
@@ -69,6 +70,11 @@ def test_training_state_loads_weights_only(tmp_path):
     torch.save({"format_version": 0}, os.path.join(path, ckpt.STATE_NAME))
     with pytest.raises(ValueError, match="format 0"):
         ckpt.load_training_state(path)
+    for content, reason in ((b"", "the file is empty"), (b"PK\x03\x04 cut", "")):  # empty, truncated zip
+        with open(os.path.join(path, ckpt.STATE_NAME), "wb") as damaged:
+            damaged.write(content)
+        with pytest.raises(CheckpointError, match=rf"cannot read '.*training_state.pt' as a training state \({reason}"):
+            ckpt.load_training_state(path)
 
 
 def test_rng_state_round_trip():

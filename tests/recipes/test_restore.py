@@ -188,6 +188,8 @@ def test_output_name_collisions_and_formats_are_rejected(tmp_path):
         (["--bit-depth", "12"], "--bit-depth: invalid choice"),
         (["--tile", "-1"], "--tile: must be >= 0"),
         (["--padding", "zeros"], "--padding: invalid choice"),
+        (["--device", "tpu"], "option 'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
+        (["--device", "cuda:99"], "option 'device' is 'cuda:99'"),  # no CUDA, or no 100th GPU
     ],
 )
 def test_cli_argument_errors(tmp_path, args, message, capsys):

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from vqcnir.app.restoring import DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_UPLOAD_MB, UploadLimits
 from vqcnir.cli.models import memory_argument
+from vqcnir.device import device_argument
 
 # Read by Gradio and huggingface_hub when they are imported and when the server starts.
 OFFLINE_ENVIRONMENT = {
@@ -89,12 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"argument {flag}: folder not found: {folder}")
     os.environ.update(OFFLINE_ENVIRONMENT)
 
-    import torch
 
     from vqcnir.app.models import ModelStore, model_choices
     from vqcnir.app.page import PageSettings, build_page
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_argument(parser, args.device)
     store = ModelStore(device)
     model = args.model or next(iter(model_choices(None)), None)
     if model is not None:

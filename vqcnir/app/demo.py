@@ -26,6 +26,7 @@ from vqcnir.cli.restore import plan_jobs, restore_all
 from vqcnir.data import build_demo_set, pair_by_relative_path, read_rgb
 from vqcnir.data.demo import TEST_PHOTOS
 from vqcnir.data.folders import read_pair, to_tensor
+from vqcnir.device import device_argument
 from vqcnir.metrics import psnr, ssim
 from vqcnir.training.monitor import save_image_grid
 
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if found else 1
     if not found:
         parser.error("no demo-trained model: run python recipes/train_vqcnir.py first (bash scripts/demo.sh does)")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_argument(parser, args.device)
     run(found[0], os.path.join(root, options.experiment_dir, RESTORED_FOLDER), device, options.val.padding)
     return 0
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from vqcnir.cli.restore import plan_jobs
 from vqcnir.data import read_rgb
-from vqcnir.io import write_png
+from vqcnir.io import atomic_write, write_png
 
 THUMBNAIL_SIDE = 320
 MAX_GALLERY = 200  # pairs shown at once: thumbnails of a larger folder would take minutes to make
@@ -72,10 +72,7 @@ def thumbnail(path: str, folder: str, side: int = THUMBNAIL_SIDE) -> str:
     if not os.path.isfile(target):
         image = Image.fromarray(read_rgb(path))
         image.thumbnail((side, side))
-        os.makedirs(folder, exist_ok=True)
-        tmp = target + f".tmp-{os.getpid()}"
-        image.save(tmp, format="JPEG", quality=90)
-        os.replace(tmp, target)
+        atomic_write(target, lambda tmp: image.save(tmp, format="JPEG", quality=90))
     return target
 
 
@@ -84,9 +81,7 @@ def full_size_copy(path: str, folder: str) -> str:
     target = os.path.join(folder, _copy_name(path, "full") + ".png")
     if not os.path.isfile(target):
         if path.lower().endswith(".png"):
-            os.makedirs(folder, exist_ok=True)
-            shutil.copyfile(path, target + ".tmp")
-            os.replace(target + ".tmp", target)
+            atomic_write(target, lambda tmp: shutil.copyfile(path, tmp))
         else:
             write_png(target, read_rgb(path))
     return target

@@ -29,6 +29,7 @@ from vqcnir.cli.models import AUTO_OVERLAP, load_model
 from vqcnir.cli.restore import OverwriteError, check_tile_arguments, plan_jobs, restore_all
 from vqcnir.data import UnreadableImageError, list_images, pair_by_relative_path, read_rgb
 from vqcnir.data.folders import read_pair, to_tensor
+from vqcnir.device import device_argument
 from vqcnir.inference import PADDINGS
 from vqcnir.io import write_json, write_text
 from vqcnir.metrics import psnr, ssim
@@ -191,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_tile_arguments(parser, args.tile, args.overlap)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         parser.error(f"argument --out: {args.out!r} is a file; give a folder (metrics.csv and the summary go there)")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_argument(parser, args.device)
     restored_dir = args.restored or os.path.join(args.out, "restored")
     if args.model is not None:
         try:

@@ -31,6 +31,7 @@ from PIL import Image
 from vqcnir.cli.models import AUTO_OVERLAP, check_restorer, load_model, memory_argument, restore_tensor
 from vqcnir.data import IMAGE_EXTENSIONS, UnreadableImageError, list_images, read_rgb
 from vqcnir.data.folders import to_tensor
+from vqcnir.device import device_argument
 from vqcnir.inference import PADDINGS, TILINGS
 from vqcnir.io import to_uint8, to_uint16, write_png
 from vqcnir.progress import Progress
@@ -317,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_restorer(args.model)
     except (OverwriteError, ValueError, FileNotFoundError, PermissionError, NotADirectoryError) as error:
         parser.error(str(error))
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_argument(parser, args.device)
     model = load_model(args.model, device)
     try:
         skipped = restore_all(

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vqcnir.config import VQCNIRConfig
+from vqcnir.device import check_device
 from vqcnir.discriminator import Norm
 from vqcnir.inference import PADDINGS
 from vqcnir.losses import AdversarialKind
 from vqcnir.perceptual.weights import NETS
 
 from .options import apply_overrides, load_yaml, valid_keys
-from .runtime import check_device
 
 DATASET_TYPES = ("demo", "lolblur", "paired", "synthetic")
 
@@ -54,8 +54,9 @@ def _check(ok: bool, key: str, expected: str, value: Any) -> None:
         raise ValueError(f"{key} must be {expected}, got {value!r}")
 
 
-def _finite(value: float, low: float = 0.0) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value >= low
+def _finite(value: float) -> bool:
+    """A finite number >= 0."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
 
 
 @dataclass
@@ -97,8 +98,7 @@ def _network_g_options() -> type:
     overrides = [(f.name, hints[f.name] | None, field(default=None)) for f in dataclasses.fields(VQCNIRConfig)]
 
     def __post_init__(self: Any) -> None:
-        VQCNIRConfig.preset(self.preset)  # raises on an unknown name
-        self.model_config()  # raises on a field of the wrong type, or sizes that do not fit together
+        self.model_config()  # raises on an unknown preset, a field of the wrong type, or sizes that do not fit
 
     def model_config(self: Any) -> VQCNIRConfig:
         """The preset with the fields that are set replacing its values."""

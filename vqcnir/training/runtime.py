@@ -20,6 +20,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from vqcnir.device import check_device
+
+from .options import OptionsError
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -32,34 +36,6 @@ class Runtime:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def check_device(device: str, local_rank: int = 0) -> torch.device:
-    """The device meant by ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``) on this machine.
-
-    ``"auto"`` is CUDA device ``local_rank`` when CUDA is available, else the CPU. Raises ValueError naming
-    the option when the device does not exist here (e.g. ``cuda`` with a CPU-only torch).
-    """
-    if device == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, TypeError):
-        chosen = None
-    if chosen is None or chosen.type not in ("cpu", "cuda"):
-        raise ValueError(f"option 'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if chosen.type == "cuda":
-        if not torch.cuda.is_available():
-            build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, no GPU visible"
-            raise ValueError(
-                f"option 'device' is {device!r}, but this torch ({torch.__version__}, {build}) cannot use CUDA; "
-                "use --device=cpu (or auto)"
-            )
-        index = local_rank if chosen.index is None else chosen.index
-        if index >= torch.cuda.device_count():
-            count = torch.cuda.device_count()
-            raise ValueError(f"option 'device' is {device!r}: cuda:{index} does not exist ({count} GPUs)")
-    return chosen
 
 
 def setup_runtime(device: str = "auto") -> Runtime:
@@ -90,8 +66,6 @@ def run_recipe(main: Callable[[], dict]) -> int:
     crashed or was killed: the collective fails) prints which rank noticed and what to do, and gives 1.
     Leaves the process group in every case.
     """
-    from .options import OptionsError  # local: options imports nothing from here, keep it that way
-
     try:
         result = main()
     except OptionsError as error:

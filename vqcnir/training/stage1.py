@@ -23,7 +23,7 @@ from .codebook import restart_dead_codes
 from .config import RecipeOptions
 from .data import build_dataset
 from .evaluation import validator
-from .options import load_yaml
+from .options import OptionsError, load_yaml
 from .runtime import autocast, seed_everything, setup_runtime, wrap_model
 from .session import TrainingSession
 from .update import GANUpdate
@@ -74,14 +74,14 @@ def stage1_model(options: RecipeOptions) -> str | None:
     of the stage-1 recipe ``path.stage1_config``, trained first (or resumed) when its run has not finished.
 
     The stage-1 run uses stage 2's ``path.experiments_root`` and ``device``, plus ``path.stage1_overrides``.
-    Returns None when that run was interrupted (Ctrl-C). Raises ValueError when neither path is set.
+    Returns None when that run was interrupted (Ctrl-C). Raises OptionsError when neither path is set.
     """
     if options.path.pretrain_network_hq:
         return options.path.pretrain_network_hq
     if not options.path.stage1_config:
-        raise ValueError("set path.pretrain_network_hq (a stage-1 model folder) or path.stage1_config")
+        raise OptionsError("set path.pretrain_network_hq (a stage-1 model folder) or path.stage1_config")
     overrides = [f"path.experiments_root={options.path.experiments_root}", f"device={options.device}"]
-    overrides += [item.lstrip("-") for item in options.path.stage1_overrides]
+    overrides += options.path.stage1_overrides  # "--key=value" or "key=value", as on the command line
     stage1 = load_yaml(RecipeOptions, options.path.stage1_config, [*overrides, "path.resume_state=auto"])
     if not os.path.isdir(os.path.join(stage1.experiment_dir, "final")):
         print(f"stage 1 first: {options.path.stage1_config} -> {stage1.experiment_dir}", flush=True)

@@ -18,7 +18,6 @@ only tensors and plain containers and is read with ``torch.load(weights_only=Tru
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import re
 import shutil
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vqcnir.checkpoint import CheckpointError, save_pretrained
+from vqcnir.checkpoint import CheckpointError, load_torch_file, save_pretrained
 from vqcnir.io import StagingFolder, atomic_write, remove_stale, write_text
 
 STATE_NAME = "training_state.pt"
@@ -145,10 +144,7 @@ def load_training_state(checkpoint: str, map_location: str | torch.device = "cpu
     another format.
     """
     path = os.path.join(checkpoint, STATE_NAME)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (EOFError, pickle.UnpicklingError, RuntimeError, ValueError, OSError) as error:
-        raise CheckpointError(f"{path}: cannot read the training state ({type(error).__name__}: {error})") from error
+    state = load_torch_file(path, "a training state", map_location=map_location)
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         version = state.get("format_version") if isinstance(state, dict) else None
         raise CheckpointError(f"{path}: training state format {version}, expected {FORMAT_VERSION}")
