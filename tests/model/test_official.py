@@ -9,12 +9,8 @@ import torch
 from torch import nn
 
 from tests.backends import backend_params, device_for
-from tests.model.official_parts import (
-    official_texture_warp_forward,
-    official_texture_warp_state_dict,
-    official_twam_forward,
-    official_twam_state_dict,
-)
+from tests.model.official_structure import TWAM as OfficialTWAM
+from tests.model.official_structure import TextureWarpingModule as OfficialTextureWarp
 from tests.modules.official_aiem import OfficialAIEM, OfficialIMAConv, randomise_
 from vqcnir import official
 from vqcnir_ops import AIEM, DBCA, BidirectionalChannelAttention, IMACConv, TextureWarp
@@ -24,6 +20,24 @@ ATTENTION_BACKENDS = backend_params("bidirectional_channel_attention")
 CURVE_BACKENDS = backend_params("curve_map")
 TWAM = "main_decode.attn.Level_2."
 WARP = "main_decode.align_func_dict.Level_2."
+
+
+def _prefixed(module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    """``module``'s state dict under the official prefix, as float32 tensors (as in the checkpoint)."""
+    return {prefix + key: value.detach().float() for key, value in module.state_dict().items()}
+
+
+def _official_twam(channels: int, heads: int, seed: int) -> nn.Module:
+    """The official TWAM (tests/model/official_structure.py) in float64 with every parameter random."""
+    return randomise_(OfficialTWAM(channels, heads).double(), seed)
+
+
+def _official_warp(channels: int, previous: int, seed: int) -> nn.Module:
+    """The official TextureWarpingModule (32 norm groups, 4 offset groups) with every parameter random."""
+    module = randomise_(OfficialTextureWarp(channels, 32, 4, previous), seed)
+    with torch.no_grad():  # offsets of a few pixels, not dozens
+        module.dcn.conv_offset.weight.mul_(0.2)
+    return module
 
 
 def _aiem_dtype(backend: str) -> torch.dtype:
@@ -91,7 +105,7 @@ def test_unknown_keys_and_bad_numbering_name_the_official_key():
 
 
 def test_channel_attention_names_and_shapes():
-    sd = official_twam_state_dict(8, 2, torch.Generator().manual_seed(0), TWAM)
+    sd = _prefixed(_official_twam(8, 2, seed=0), TWAM)
     sd["main_decode.other.weight"] = torch.ones(3)  # outside the prefix: ignored
     ours = official.channel_attention_state_dict_from_official(sd, TWAM)
     assert ours["temperature"].shape == (2,) and ours["gamma_d"].shape == (8,)
@@ -107,21 +121,24 @@ def test_channel_attention_matches_official_twam(backend):
     device = device_for(backend)
     gen = torch.Generator().manual_seed(1)
     channels, heads = 12, 3
-    sd = official_twam_state_dict(channels, heads, gen, TWAM)
+    reference = _official_twam(channels, heads, seed=1)
+    with torch.no_grad():  # the scale (temperature) of a trained model is positive
+        reference.scale.copy_(0.5 + torch.rand(heads, 1, 1, generator=gen, dtype=torch.float64))
+    sd = _prefixed(reference, TWAM)
+    reference.load_state_dict({k[len(TWAM) :]: v.double() for k, v in sd.items()})  # the float32 values
     module = BidirectionalChannelAttention(channels, num_heads=heads, backend=backend)
     module.load_state_dict(official.channel_attention_state_dict_from_official(sd, TWAM))
     module.to(device)
     x_d, x_g = torch.randn(2, channels, 5, 6, generator=gen), torch.randn(2, channels, 5, 6, generator=gen)
     out_d, out_g = module(x_d.to(device).requires_grad_(), x_g.to(device))
-    exp_d, exp_g = official_twam_forward(sd, x_d.double(), x_g.double(), heads, TWAM)
-    assert_max_rel_close(out_d.cpu(), exp_d, 1e-5, "F_D'")
-    assert_max_rel_close(out_g.cpu(), exp_g, 1e-5, "F_G'")
+    exp_d, exp_g = reference(x_d.double(), x_g.double())
+    assert_max_rel_close(out_d.cpu(), exp_d.detach(), 1e-5, "F_D'")
+    assert_max_rel_close(out_g.cpu(), exp_g.detach(), 1e-5, "F_G'")
     # Every parameter receives the official model's gradient.
     (out_d.sum() + 2 * out_g.sum()).backward()
-    sd64 = {k: v.double().requires_grad_() for k, v in sd.items()}
-    exp_d, exp_g = official_twam_forward(sd64, x_d.double(), x_g.double(), heads, TWAM)
     (exp_d.sum() + 2 * exp_g.sum()).backward()
-    expected = official.channel_attention_state_dict_from_official({k: v.grad for k, v in sd64.items()}, TWAM)
+    grads = {TWAM + name: p.grad for name, p in reference.named_parameters()}
+    expected = official.channel_attention_state_dict_from_official(grads, TWAM)
     for name, param in module.named_parameters():
         assert_max_rel_close(param.grad.cpu(), expected[name], 1e-4, f"grad {name}")
 
@@ -132,22 +149,23 @@ def test_channel_attention_matches_official_twam(backend):
 @pytest.mark.parametrize("previous", [0, 128])
 def test_texture_warp_loads_official_weights(previous):
     gen = torch.Generator().manual_seed(3)
-    sd = official_texture_warp_state_dict(64, previous, WARP, gen)
-    sd |= official_texture_warp_state_dict(64, 0, "main_decode.align_func_dict.Level_8.", gen)  # another level
+    reference = _official_warp(64, previous, seed=3)
+    sd = _prefixed(reference, WARP)
+    sd |= _prefixed(_official_warp(64, 0, seed=4), "main_decode.align_func_dict.Level_8.")  # another level
     sd["main_decode.attn.Level_2.scale"] = torch.ones(1, 1, 1)  # not part of the block: ignored
     warp = TextureWarp(64, previous_offset_channels=previous)
     warp.load_state_dict(official.texture_warp_state_dict_from_official(sd, WARP), strict=True)
     x_main, x_cond = torch.randn(2, 64, 10, 9, generator=gen), torch.randn(2, 64, 10, 9, generator=gen)
     prev = torch.randn(2, previous, 10, 9, generator=gen) if previous else None
     warped, feat = warp(x_main, x_cond, prev)
-    block = {k[len(WARP) :]: v for k, v in sd.items() if k.startswith(WARP)}
-    exp_warped, exp_feat = official_texture_warp_forward(block, x_main, x_cond, prev)
+    with torch.no_grad():
+        exp_warped, exp_feat = reference(x_main, x_cond, prev)
     torch.testing.assert_close(feat, exp_feat, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(warped, exp_warped, rtol=1e-4, atol=1e-4)
 
 
 def test_prefixes_match_exactly_never_as_substrings():
-    sd = official_texture_warp_state_dict(32, 0, "backup." + WARP, torch.Generator().manual_seed(5))
+    sd = _prefixed(_official_warp(32, 0, seed=5), "backup." + WARP)
     with pytest.raises(KeyError, match=f"no key starts with '{WARP}'"):
         official.texture_warp_state_dict_from_official(sd, WARP)  # the old substring rule took these keys
     with pytest.raises(KeyError, match="no key starts with"):
@@ -157,9 +175,8 @@ def test_prefixes_match_exactly_never_as_substrings():
 
 
 def test_dbca_joins_attention_and_warp():
-    gen = torch.Generator().manual_seed(6)
-    sd = official_twam_state_dict(32, 2, gen, "main_decode.attn.Level_4.")
-    sd |= official_texture_warp_state_dict(32, 0, "main_decode.align_func_dict.Level_4.", gen)
+    sd = _prefixed(_official_twam(32, 2, seed=6), "main_decode.attn.Level_4.")
+    sd |= _prefixed(_official_warp(32, 0, seed=7), "main_decode.align_func_dict.Level_4.")
     block = DBCA(32, num_heads=2)
     converted = official.dbca_state_dict_from_official(sd, 4)
     block.load_state_dict(converted, strict=True)
