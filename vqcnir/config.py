@@ -79,9 +79,23 @@ class VQCNIRConfig:
         )
 
     @classmethod
+    def small(cls) -> VQCNIRConfig:
+        """The shipped default model's size: 2x tiny's widths at full resolution, 4x at 1/8, a 512 x 64
+        codebook; under 25 MB of float32 weights (chosen by measurement: README, "The default model")."""
+        return cls(
+            encoder_channels=(32, 64, 128, 128),
+            num_aiem=2,
+            codebook_size=512,
+            code_dim=64,
+            decoder_channels=(128, 96, 64, 32),
+            attention_heads=(2, 2, 1, 1),
+            norm_groups=16,
+        )
+
+    @classmethod
     def preset(cls, name: str) -> VQCNIRConfig:
-        """The preset called ``name`` (``"paper"`` or ``"tiny"``)."""
-        presets = {"paper": cls.paper, "tiny": cls.tiny}
+        """The preset called ``name`` (``"paper"``, ``"small"`` or ``"tiny"``)."""
+        presets = {"paper": cls.paper, "small": cls.small, "tiny": cls.tiny}
         if name not in presets:
             raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(presets)}")
         return presets[name]()

@@ -26,7 +26,7 @@ from vqcnir.perceptual.weights import NETS
 
 from .options import apply_overrides, load_yaml, valid_keys
 
-DATASET_TYPES = ("demo", "lolblur", "paired", "synthetic")
+DATASET_TYPES = ("demo", "night", "lolblur", "paired", "synthetic")
 
 # Options a checkpoint fixes: other values cannot continue the same run (another network, another data
 # order), so --resume refuses them with the list of differences. Every other option may be changed on
@@ -63,7 +63,10 @@ def _finite(value: float) -> bool:
 class DatasetOptions:
     """One dataset. ``type``: ``demo`` (:func:`vqcnir.data.build_demo_set`, no download), ``lolblur``
     (``dataroot`` = the LOL-Blur folder, ``split``), ``paired`` (``dataroot_lq`` / ``dataroot_gt``
-    matched by relative path) or ``synthetic`` (sharp photos under ``dataroot`` degraded on the fly)."""
+    matched by relative path), ``synthetic`` (sharp photos under ``dataroot`` degraded on the fly) or ``night``
+    (the default model's data, :mod:`vqcnir.data.night`: the bundled photographs degraded on the fly with
+    the wide night degradation for ``split: train``, the held-out photos' fixed pairs for ``split: test``;
+    ``degrade: false`` gives sharp crops only, for stage 1)."""
 
     type: str = "lolblur"
     dataroot: str = ""
@@ -78,6 +81,7 @@ class DatasetOptions:
     batch_size_per_gpu: int = 8
     num_worker_per_gpu: int = 4
     max_images: int = 0  # validation: evaluate at most this many images (0 = all)
+    degrade: bool = True  # type night, split train: False = sharp crops as inputs too (stage 1)
 
     def __post_init__(self) -> None:
         _check(self.type in DATASET_TYPES, "type", f"one of {DATASET_TYPES}", self.type)

@@ -22,6 +22,7 @@ from vqcnir.data import (
     SyntheticNightBlurDataset,
     build_demo_set,
 )
+from vqcnir.data.night import NightPhotoDataset, build_night_set
 
 from .config import DatasetOptions
 
@@ -40,6 +41,13 @@ def build_dataset(options: DatasetOptions, train: bool, seed: int) -> Dataset:
         demo = build_demo_set()
         folder = demo.train if options.split == "train" else demo.test
         return PairedFolderDataset(f"{folder}/lq", f"{folder}/gt", augment, seed)
+    if options.type == "night":
+        if options.split == "train":
+            if not train or not options.gt_size:
+                raise ValueError("dataset type 'night' with split 'train' makes random crops: set gt_size >= 8")
+            return NightPhotoDataset(crop_size=options.gt_size, degrade_inputs=options.degrade, seed=seed)
+        held_out = build_night_set()
+        return PairedFolderDataset(f"{held_out.test}/lq", f"{held_out.test}/gt", augment, seed)
     if options.type == "lolblur":
         _require(options, "dataroot")
         return LOLBlurDataset(options.dataroot, options.split, options.lq_folder, options.gt_folder, augment, seed)
