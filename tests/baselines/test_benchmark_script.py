@@ -1,0 +1,31 @@
+"""benchmarks/baselines.py still runs: every baseline scored on a tiny paired folder (no LPIPS, nothing saved)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.data.images import write
+from vqcnir.baselines import BASELINES
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_every_baseline_gets_a_row(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        gt = rng.integers(30, 230, (24, 24, 3), dtype=np.uint8)
+        write(tmp_path / "gt" / f"{name}.png", gt)
+        write(tmp_path / "lq" / f"{name}.png", (gt // 5).astype(np.uint8))
+    command = [sys.executable, "benchmarks/baselines.py", "--lq", str(tmp_path / "lq"), "--gt", str(tmp_path / "gt"),
+               "--no-lpips", "--no-save"]  # fmt: skip
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1:] for line in run.stdout.splitlines() if line.strip()}
+    for name in ("input", *BASELINES):
+        psnr, ssim, saturation, seconds = map(float, rows[name])
+        assert 0 < psnr < 100 and 0 < ssim <= 1 and 0 <= saturation <= 1 and seconds >= 0
+    assert float(rows["exposure"][0]) > float(rows["input"][0])  # brightening the dark copies helps
