@@ -26,11 +26,11 @@ from baselines import Pair, demo_folders, load_pairs, score  # noqa: E402
 from vqcnir.baselines import Baseline, Exposure, NonLocalMeans, Step, TotalVariation, Unsharp  # noqa: E402
 from vqcnir.baselines import restore_baseline as run  # noqa: E402
 
-TARGETS = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60)
+TARGETS = tuple(round(0.30 + 0.025 * i, 3) for i in range(13))  # 0.30 to 0.60
 CURVES = ("gamma", "dce")
-STRENGTHS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+STRENGTHS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 RADII = (0.7, 1.0, 1.5, 2.5)
-AMOUNTS = (0.2, 0.4, 0.7, 1.0)
+AMOUNTS = (0.1, 0.2, 0.4, 0.7)
 
 
 def evaluate(pairs: Sequence[Pair], steps: tuple[Step, ...]) -> dict:
