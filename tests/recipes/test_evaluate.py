@@ -13,6 +13,7 @@ import torch
 from tests.data.images import write
 from tests.model.photos import photo_uint8
 from tests.recipes.checkpoints import save_tiny_model, whole_image_output
+from vqcnir.baselines import BASELINES, restore_baseline
 from vqcnir.cli.evaluate import main
 from vqcnir.data import read_rgb
 from vqcnir.metrics import ssim
@@ -124,11 +125,51 @@ def test_model_mode_restores_then_evaluates(tmp_path):
     assert _read_csv(out / "metrics.csv")[0]["image"] == "v/f.png"
 
 
+def _night_pairs(root):
+    rng = np.random.default_rng(5)
+    for name in ("a", "sub/b"):
+        gt = rng.integers(40, 220, (20, 28, 3), dtype=np.uint8)
+        write(root / "gt" / f"{name}.png", gt)
+        write(root / "low" / f"{name}.png", (gt // 6).astype(np.uint8))
+
+
+def test_baseline_mode_restores_with_the_classical_pipeline_then_evaluates(tmp_path):
+    _night_pairs(tmp_path)
+    out = tmp_path / "eval"
+    args = ["--input", str(tmp_path / "low"), "--gt", str(tmp_path / "gt"), "--lpips", "none", "--quiet"]
+    main(["--baseline", "exposure+tv+unsharp", "--out", str(out), *args])
+    restored = read_rgb(out / "restored" / "sub" / "b.png")
+    np.testing.assert_array_equal(
+        restored, restore_baseline(read_rgb(tmp_path / "low" / "sub" / "b.png"), "exposure+tv+unsharp")
+    )
+    assert [r["image"] for r in _read_csv(out / "metrics.csv")] == ["a.png", "sub/b.png"]
+
+
+def test_baseline_all_scores_every_variant_in_one_table(tmp_path, capsys):
+    _night_pairs(tmp_path)
+    out = tmp_path / "eval"
+    main(["--baseline", "all", "--input", str(tmp_path / "low"), "--gt", str(tmp_path / "gt"), "--out", str(out),
+          "--lpips", "none", "--quiet"])  # fmt: skip
+    table = json.loads((out / "baselines.json").read_text())
+    assert list(table["summaries"]) == list(BASELINES) and list(table["baselines"]) == list(BASELINES)
+    for name in BASELINES:
+        summary = json.loads((out / name / "summary.json").read_text())["summary"]
+        assert table["summaries"][name] == summary and summary["count"] == 2
+        assert (out / name / "restored" / "sub" / "b.png").is_file()
+    printed = capsys.readouterr().out
+    assert (out / "baselines.txt").read_text().strip() in printed
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         ([], "give --restored"),
         (["--model", "m"], "--model and --input go together"),
+        (["--baseline", "exposure"], "--baseline and --input go together"),
+        (["--baseline", "exposure", "--model", "m", "--input", "i"], "--model and --baseline: give one"),
+        (["--baseline", "all", "--input", "i", "--restored", "r"], "not with --baseline all"),
+        (["--baseline", "magic", "--input", "i"], "invalid choice"),
+        (["--restored", "r", "--input", "i"], "--input: goes with --model or --baseline"),
         (["--restored", "r", "--lpips", "squeeze"], "--lpips: expected some of"),
         (["--restored", "r", "--crop-border", "-1"], "--crop-border: must be >= 0"),
         (["--restored", "r", "--ssim-channel", "lab"], "invalid choice"),

@@ -4,12 +4,17 @@
     vqcnir-evaluate --model VQCNIR_LOLBlur_G.pth --input LOL-Blur/test/low_blur_noise \\
                     --gt LOL-Blur/test/high_sharp_scaled --out eval/        # restores into eval/restored first
     vqcnir-evaluate --restored real_lol_blur_results/ --out eval_real/      # no targets: NIQE only
+    vqcnir-evaluate --baseline exposure+tv+unsharp --input LQ_DIR --gt GT_DIR --out eval/   # a classical baseline
+    vqcnir-evaluate --baseline all --input LQ_DIR --gt GT_DIR --out eval/   # every baseline: eval/<name>/, one table
 
 Paired sets are matched by relative path without extension (:func:`vqcnir.data.pair_by_relative_path`).
 Metrics (the protocol of the published LOL-Blur tables, on 8-bit images): PSNR on RGB, SSIM on the
 BT.601 Y channel (``--ssim-channel rgb`` for the mean over R, G, B), LPIPS with AlexNet (the VQCNIR
 authors' script) and VGG16 (LEDNet's tables) from the offline weights of the ``lpips`` extra, and NIQE
 (``--niqe``; always for sets without targets). Writes ``metrics.csv``, ``summary.json`` and ``summary.txt``.
+``--baseline`` restores with a classical pipeline of :mod:`vqcnir.baselines` instead of a model; ``all``
+scores each variant in ``OUT/<name>/`` and writes the table of all of them to ``OUT/baselines.txt`` and
+``OUT/baselines.json``.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ from collections.abc import Sequence
 
 import torch
 
+from vqcnir.baselines import BASELINES, restore_baseline
 from vqcnir.cli.models import AUTO_OVERLAP, load_model
-from vqcnir.cli.restore import OverwriteError, check_tile_arguments, plan_jobs, restore_all
+from vqcnir.cli.restore import Job, OverwriteError, check_tile_arguments, orientation, plan_jobs, restore_all, upright
 from vqcnir.data import UnreadableImageError, list_images, pair_by_relative_path, read_rgb
 from vqcnir.data.folders import read_pair, to_tensor
 from vqcnir.device import device_argument
 from vqcnir.inference import PADDINGS
-from vqcnir.io import write_json, write_text
+from vqcnir.io import write_json, write_png, write_text
 from vqcnir.metrics import psnr, ssim
 from vqcnir.niqe import niqe
 from vqcnir.perceptual import LPIPS, LPIPSWeightsNotFoundError
@@ -140,12 +146,42 @@ def format_summary(summary: dict[str, float], settings: dict[str, object]) -> st
     return "\n".join(lines)
 
 
+def restore_with_baseline(name: str, jobs: Sequence[Job], progress: bool = True) -> list[str]:
+    """Restore every job with the classical baseline ``name`` (EXIF orientation applied, as for a model);
+    unreadable inputs are reported on stderr and skipped. Returns the skipped inputs."""
+    skipped = []
+    with Progress(len(jobs), f"restoring ({name})", enabled=progress) as bar:
+        for job in jobs:
+            try:
+                write_png(job.target, restore_baseline(upright(read_rgb(job.source), orientation(job.source)), name))
+            except UnreadableImageError as error:
+                print(f"skipped unreadable input: {error}", file=sys.stderr)
+                skipped.append(job.source)
+            bar.update(os.path.basename(job.source))
+    return skipped
+
+
+def format_baseline_table(summaries: dict[str, dict[str, float]]) -> str:
+    """One line per baseline, one column per metric (the keys of the first summary but ``count``)."""
+    keys = [k for k in next(iter(summaries.values())) if k != "count"]
+    lines = [f"{'baseline':<24}" + "".join(f"{k:>14}" for k in keys)]
+    lines += [f"{name:<24}" + "".join(f"{s[k]:>14.4f}" for k in keys) for name, s in summaries.items()]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqcnir-evaluate", description=__doc__.split("\n")[0].split(": ", 1)[1])
     parser.add_argument("--restored", help="folder of restored images (written here first with --model)")
     parser.add_argument("--gt", help="folder of ground-truth images (same relative paths); none: NIQE only")
     parser.add_argument("--model", help="checkpoint to run on --input first (our folder or the official .pth)")
-    parser.add_argument("--input", help="folder of degraded inputs for --model")
+    parser.add_argument(
+        "--baseline",
+        choices=(*BASELINES, "all"),
+        metavar="NAME",
+        help="restore --input with a classical baseline instead of a model: "
+        f"{', '.join(BASELINES)}, or 'all' (each into OUT/<name>/, one table)",
+    )
+    parser.add_argument("--input", help="folder of degraded inputs for --model or --baseline")
     parser.add_argument(
         "--out", default="evaluation", help="where metrics.csv and the summary go (default ./evaluation)"
     )
@@ -179,30 +215,16 @@ def _parse_nets(parser: argparse.ArgumentParser, text: str | None) -> list[str] 
     return nets
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    nets = _parse_nets(parser, args.lpips)
-    if args.crop_border < 0:
-        parser.error(f"argument --crop-border: must be >= 0, got {args.crop_border}")
-    if (args.model is None) != (args.input is None):
-        parser.error("arguments --model and --input go together (restore --input with --model, then evaluate)")
-    if args.model is None and args.restored is None:
-        parser.error("give --restored (a folder of restored images), or --model and --input")
-    check_tile_arguments(parser, args.tile, args.overlap)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        parser.error(f"argument --out: {args.out!r} is a file; give a folder (metrics.csv and the summary go there)")
-    device = device_argument(parser, args.device)
-    restored_dir = args.restored or os.path.join(args.out, "restored")
-    if args.model is not None:
-        try:
-            jobs = plan_jobs(args.input, restored_dir)
-        except (OverwriteError, ValueError, FileNotFoundError) as error:
-            parser.error(str(error))
-        model = load_model(args.model, device)
-        if restore_all(model, jobs, device, args.padding, args.tile, args.overlap, progress=not args.quiet):
-            parser.error("some inputs could not be read (listed above): no metrics over a partial set")
-        del model
+def evaluate_folder(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    restored_dir: str,
+    out: str,
+    device: torch.device,
+    lpips_models: dict[str, LPIPS] | None = None,
+) -> dict[str, float]:
+    """Score ``restored_dir`` against ``args.gt`` (NIQE only without it) and write the files into ``out``.
+    ``lpips_models``: loaded once by the caller that scores several folders (default: loaded here)."""
     if not os.path.isdir(restored_dir):
         parser.error(f"argument --restored: folder not found: {restored_dir}")
     settings: dict[str, object] = {"restored": restored_dir, "crop_border": args.crop_border}
@@ -210,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.gt is not None:
             pairs = pair_by_relative_path(restored_dir, args.gt)
             names = [os.path.relpath(gt, args.gt).replace(os.sep, "/") for _, gt in pairs]
-            lpips_models = load_lpips(nets, device)
+            lpips_models = load_lpips(args.nets, device) if lpips_models is None else lpips_models
             settings.update(gt=args.gt, ssim_channel=args.ssim_channel, lpips=",".join(lpips_models) or "none")
             rows = score_pairs(
                 pairs, names, args.ssim_channel, args.crop_border, lpips_models, args.niqe, device, not args.quiet
@@ -222,12 +244,80 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, UnreadableImageError) as error:
         parser.error(str(error))
     summary = summarize(rows)
-    write_csv(os.path.join(args.out, "metrics.csv"), rows)
+    write_csv(os.path.join(out, "metrics.csv"), rows)
     text = format_summary(summary, settings)
-    write_json(os.path.join(args.out, "summary.json"), {"summary": summary, "settings": settings})
-    write_text(os.path.join(args.out, "summary.txt"), text + "\n")
+    write_json(os.path.join(out, "summary.json"), {"summary": summary, "settings": settings})
+    write_text(os.path.join(out, "summary.txt"), text + "\n")
     print(text)
-    print(f"per-image metrics: {os.path.join(args.out, 'metrics.csv')}")
+    print(f"per-image metrics: {os.path.join(out, 'metrics.csv')}")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.nets = _parse_nets(parser, args.lpips)
+    if args.crop_border < 0:
+        parser.error(f"argument --crop-border: must be >= 0, got {args.crop_border}")
+    if args.model is not None and args.baseline is not None:
+        parser.error("arguments --model and --baseline: give one (a checkpoint or a classical baseline)")
+    restorer = "--model" if args.model is not None else "--baseline" if args.baseline is not None else None
+    if restorer is not None and args.input is None:
+        parser.error(f"arguments {restorer} and --input go together (restore --input with {restorer}, then evaluate)")
+    if restorer is None and args.input is not None:
+        parser.error("argument --input: goes with --model or --baseline (restore --input first, then evaluate)")
+    if restorer is None and args.restored is None:
+        parser.error("give --restored (a folder of restored images), or --model (or --baseline) and --input")
+    if args.baseline == "all" and args.restored is not None:
+        parser.error("argument --restored: not with --baseline all (each baseline is written to OUT/<name>/restored)")
+    check_tile_arguments(parser, args.tile, args.overlap)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"argument --out: {args.out!r} is a file; give a folder (metrics.csv and the summary go there)")
+    device = device_argument(parser, args.device)
+    if args.baseline is not None:
+        return _evaluate_baselines(parser, args, device)
+    restored_dir = args.restored or os.path.join(args.out, "restored")
+    if args.model is not None:
+        jobs = _plan(parser, args.input, restored_dir)
+        model = load_model(args.model, device)
+        if restore_all(model, jobs, device, args.padding, args.tile, args.overlap, progress=not args.quiet):
+            parser.error("some inputs could not be read (listed above): no metrics over a partial set")
+        del model
+    evaluate_folder(parser, args, restored_dir, args.out, device)
+    return 0
+
+
+def _plan(parser: argparse.ArgumentParser, source: str, restored_dir: str) -> list[Job]:
+    try:
+        return plan_jobs(source, restored_dir)
+    except (OverwriteError, ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+
+
+def _evaluate_baselines(parser: argparse.ArgumentParser, args: argparse.Namespace, device: torch.device) -> int:
+    """``--baseline NAME``: like ``--model``; ``--baseline all``: every variant in OUT/<name>/, then one table."""
+    single = args.baseline != "all"
+    names = [args.baseline] if single else list(BASELINES)
+    summaries = {}
+    lpips_models = load_lpips(args.nets, device) if args.gt is not None else {}
+    for name in names:
+        out = args.out if single else os.path.join(args.out, name)
+        restored_dir = (args.restored if single else None) or os.path.join(out, "restored")
+        jobs = _plan(parser, args.input, restored_dir)
+        try:
+            skipped = restore_with_baseline(name, jobs, progress=not args.quiet)
+        except ImportError as error:  # scikit-image missing for a denoiser or the unsharp mask
+            parser.error(f"argument --baseline: {name}: {error}")
+        if skipped:
+            parser.error("some inputs could not be read (listed above): no metrics over a partial set")
+        print(f"baseline {name}:")
+        summaries[name] = evaluate_folder(parser, args, restored_dir, out, device, lpips_models)
+    if not single:
+        table = format_baseline_table(summaries)
+        details = {name: BASELINES[name].to_dict() for name in names}
+        write_json(os.path.join(args.out, "baselines.json"), {"summaries": summaries, "baselines": details})
+        write_text(os.path.join(args.out, "baselines.txt"), table + "\n")
+        print(table)
     return 0
 
 
