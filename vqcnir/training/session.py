@@ -262,7 +262,9 @@ class TrainingSession:
         if self.interrupted:
             if self.main:
                 print(f"stopped at iteration {iteration}; continue with --resume (experiment {self.directory})")
-        elif iteration > self.start_iteration or not os.path.isdir(os.path.join(self.directory, "best")):
+        elif iteration > self.start_iteration or not all(
+            os.path.isdir(os.path.join(self.directory, kept)) for kept in ("best", "final")
+        ):  # also a run stopped exactly at its last iteration: it still owes its final validation and model
             results = os.path.join(self.directory, "results") if self.options.val.save_img else None
             metrics = self.run_validation(iteration, results)
             if self.main:
