@@ -14,9 +14,10 @@ from tests.data.images import write
 from tests.recipes.checkpoints import save_tiny_model
 from vqcnir import VQGAN, VQCNIRConfig, save_pretrained
 from vqcnir.app.folders import full_size_copy, pair_folder, thumbnail
-from vqcnir.app.models import ModelStore, demo_experiment_dir, demo_model_folders, model_choices
-from vqcnir.cli.restore import OverwriteError
+from vqcnir.app.models import ModelStore, model_choices
 from vqcnir.data import read_rgb
+from vqcnir.restoring.files import OverwriteError
+from vqcnir.restoring.models import demo_experiment_dir, demo_model_folders
 
 
 def test_the_demo_model_is_found_where_the_demo_config_puts_it(tmp_path):

@@ -15,7 +15,7 @@ from torch import nn
 
 from tests.recipes.checkpoints import awake
 from vqcnir import VQCNIR, VQGAN, VQCNIRConfig
-from vqcnir.cli.models import restore_tensor
+from vqcnir.restoring.models import restore_tensor
 from vqcnir.tiling import MemoryBudgetError, TilingError, parse_memory, plan_exact, run_exact
 from vqcnir.tiling.memory import pass_halo
 from vqcnir_ops import DeformConv2dPack

@@ -25,8 +25,6 @@ from collections.abc import Sequence
 
 import torch
 
-from vqcnir.cli.models import AUTO_OVERLAP, load_model
-from vqcnir.cli.restore import OverwriteError, check_tile_arguments, plan_jobs, restore_all
 from vqcnir.data import UnreadableImageError, list_images, pair_by_relative_path, read_rgb
 from vqcnir.data.folders import read_pair, to_tensor
 from vqcnir.device import device_argument
@@ -36,6 +34,9 @@ from vqcnir.metrics import psnr, ssim
 from vqcnir.niqe import niqe
 from vqcnir.perceptual import LPIPS, LPIPSWeightsNotFoundError
 from vqcnir.progress import Progress
+from vqcnir.restoring.arguments import check_tile_arguments
+from vqcnir.restoring.files import OverwriteError, plan_jobs, restore_all
+from vqcnir.restoring.models import AUTO_OVERLAP, ModelError, load_model
 
 LPIPS_NETS = ("alexnet", "vgg16")
 
@@ -199,9 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs = plan_jobs(args.input, restored_dir)
         except (OverwriteError, ValueError, FileNotFoundError) as error:
             parser.error(str(error))
-        model = load_model(args.model, device)
+        try:
+            model = load_model(args.model, device)
+        except ModelError as error:
+            parser.error(f"argument --model: {error}")
         if restore_all(model, jobs, device, args.padding, args.tile, args.overlap, progress=not args.quiet):
-            parser.error("some inputs could not be read (listed above): no metrics over a partial set")
+            parser.error("some inputs could not be restored (listed above): no metrics over a partial set")
         del model
     if not os.path.isdir(restored_dir):
         parser.error(f"argument --restored: folder not found: {restored_dir}")
