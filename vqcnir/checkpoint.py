@@ -174,7 +174,7 @@ def _read_state(directory: str, digest: str | None) -> dict[str, torch.Tensor]:
     if digest is not None and hashlib.sha256(data).hexdigest() != digest:
         raise TornCheckpointError(
             f"{path} is not the file {CONFIG_NAME} was saved with (SHA-256 differs): the folder is being "
-            "rewritten or was assembled from different saves; load it again once the save is done"
+            "rewritten by another save (load it again once the save is done), or its files are damaged or mixed"
         )
     try:
         return load_safetensors(data)

@@ -38,6 +38,7 @@ OFFLINE_ENVIRONMENT = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
 }
 
+GRADIO_TEMP_DIR = "GRADIO_TEMP_DIR"  # where Gradio copies uploads and outputs (read when it is imported)
 PRIVATE_UMASK = 0o077  # files 0600, folders 0700: no other local user reads a photo or its restoration
 NETWORK_WARNING = (
     "vqcnir-app: WARNING: serving on {host} (--allow-network): anyone who can reach this address can upload "
@@ -104,18 +105,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"argument --host: {args.host} is not a loopback address: the page would be reachable from the network; "
             "add --allow-network to serve it there anyway"
         )
+    if not local:
+        print(NETWORK_WARNING.format(host=args.host), file=sys.stderr, flush=True)
     os.environ.update(OFFLINE_ENVIRONMENT)
-    os.umask(PRIVATE_UMASK)
+    umask = os.umask(PRIVATE_UMASK)
     workdir = tempfile.mkdtemp(prefix="vqcnir-app-")  # 0700
+    print(f"vqcnir-app: uploads and restorations are kept in {workdir} (private; removed when it stops)", flush=True)
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    temp_dir = os.environ.get(GRADIO_TEMP_DIR)
     try:
         return _serve(parser, args, workdir, local)
     except KeyboardInterrupt:
         print("vqcnir-app: stopped", file=sys.stderr, flush=True)
         return 0
-    finally:
+    finally:  # the process state as it was (main() also runs inside tests)
         shutil.rmtree(workdir, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
+        os.umask(umask)
+        if temp_dir is None:
+            os.environ.pop(GRADIO_TEMP_DIR, None)
+        else:
+            os.environ[GRADIO_TEMP_DIR] = temp_dir
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -139,7 +149,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, workdir: str, local: bool) -> int:
     # Gradio reads its cache folder when imported: every copy it makes of an upload goes into the work folder.
-    os.environ["GRADIO_TEMP_DIR"] = os.path.join(workdir, "gradio")
+    os.environ[GRADIO_TEMP_DIR] = os.path.join(workdir, "gradio")
     from vqcnir.app.models import ModelStore, model_choices
     from vqcnir.app.page import PageSettings, build_page
     from vqcnir.app.server import guarded_app, run_server
@@ -169,8 +179,6 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, workdir: s
     except OSError as error:
         print(f"vqcnir-app: cannot serve on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1
-    if not local:
-        print(NETWORK_WARNING.format(host=args.host), file=sys.stderr, flush=True)
     app = guarded_app(build_page(settings, store), server_names(args.host), args.port, int(args.max_upload_mb * 2**20))
     url_host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"vqcnir-app: serving http://{url_host}:{args.port} (Ctrl-C stops)", flush=True)

@@ -34,7 +34,8 @@ class ImageBudgetError(MemoryBudgetError):
 
 @dataclass(frozen=True)
 class Budget:
-    """What a restoration may use: ``total`` bytes (None: no limit), of which ``network`` go to the model."""
+    """What a restoration may use: ``total`` bytes (None: no limit), of which ``network`` go to the model
+    (None: the whole image was found to fit, or there is no limit)."""
 
     total: int | None
     network: int | None
@@ -97,12 +98,13 @@ def check_image_budget(
         return Budget(total, None)
     padded_h, padded_w = padded_size(height, width, padding)
     try:
-        plan_exact(forward_of(model), (1, 3, padded_h, padded_w), dtype, device, model, network, tile, offload,
-                   whole_if_fits=tiling == "auto" and tile is None)  # fmt: skip
+        plan = plan_exact(forward_of(model), (1, 3, padded_h, padded_w), dtype, device, model, network, tile, offload,
+                          whole_if_fits=tiling == "auto" and tile is None)  # fmt: skip
     except MemoryBudgetError as error:
         raise ImageBudgetError(
             f"{name} is {width} x {height} ({width * height / 1e6:.3g} megapixels): it does not fit the memory "
             f"budget of {format_bytes(total)} (--max-memory), {format_bytes(image)} of it for the image: "
             f"{' '.join(str(error).split())}"
         ) from error
-    return Budget(total, network)
+    # the whole image fits: no limit left to check, and the restoration need not trace the network again
+    return Budget(total, None if plan.whole else network)
