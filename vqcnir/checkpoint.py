@@ -171,15 +171,16 @@ def _read_state(directory: str, digest: str | None) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"{path} not found: not a directory written by save_pretrained")
     with open(path, "rb") as source:  # one read: the bytes hashed are the bytes loaded
         data = source.read()
+    try:
+        state = load_safetensors(data)  # a file that does not parse is damaged, whatever its digest
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: cannot read the weights ({error}); the file is truncated or damaged") from error
     if digest is not None and hashlib.sha256(data).hexdigest() != digest:
         raise TornCheckpointError(
             f"{path} is not the file {CONFIG_NAME} was saved with (SHA-256 differs): the folder is being "
-            "rewritten by another save (load it again once the save is done), or its files are damaged or mixed"
+            "rewritten by another save (load it again once the save is done), or its files were mixed or altered"
         )
-    try:
-        return load_safetensors(data)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: cannot read the weights ({error}); the file is truncated or damaged") from error
+    return state
 
 
 def _load_state_dict(model: nn.Module, path: str, state: dict[str, torch.Tensor], strict: bool) -> nn.Module:

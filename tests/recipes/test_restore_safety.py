@@ -203,7 +203,7 @@ def test_bad_model_folders_are_one_line_each(tmp_path, tiny_dir, capsys):
     src = write(tmp_path / "a.png", _photo(6))
     cases = {
         _model_folder(tmp_path, "empty"): "config.json not found",
-        _model_folder(tmp_path, "damaged", good, weights[: len(weights) // 2]): "damaged",
+        _model_folder(tmp_path, "damaged", good, weights[: len(weights) // 2]): "truncated or damaged",
         _model_folder(tmp_path, "undigested", undigested, weights[: len(weights) // 2]): "truncated or damaged",
         _model_folder(tmp_path, "not_json", "{model", weights): "not valid JSON",
         _model_folder(tmp_path, "evil", {**good, "model": "Evil"}, weights): "unknown model type 'Evil'",
