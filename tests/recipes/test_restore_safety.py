@@ -168,8 +168,11 @@ def test_peak_memory_stays_within_the_budget_for_36_and_144_megapixel_inputs(tmp
                                env={**os.environ, "PYTHONPATH": ROOT})  # fmt: skip
     peak = 0
     while process.poll() is None:
-        with open(f"/proc/{process.pid}/status") as status:
-            rss = next((int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:")), 0)
+        try:
+            with open(f"/proc/{process.pid}/status") as status:
+                rss = next((int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:")), 0)
+        except (FileNotFoundError, ProcessLookupError):  # it has just exited
+            break
         peak = max(peak, rss)
         if rss > bound:
             process.kill()
