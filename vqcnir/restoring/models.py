@@ -93,7 +93,9 @@ def demo_model_folders(roots: Sequence[str] | None = None) -> list[str]:
 def resolve_model(given: str | None) -> str | None:
     """The model to restore with: ``given`` (``--model``), else the default one, else None (nothing found).
 
-    The one place that picks the default model, for ``vqcnir-restore`` and the page alike.
+    The one place that picks the default model, for ``vqcnir-restore`` and the page alike. What it returns
+    goes to :func:`load_model`, which hands anything but an official ``.pth`` file to
+    :func:`vqcnir.load_pretrained`: a shipped model's name returned here needs no other change.
     """
     if given:
         return given
@@ -109,19 +111,21 @@ def load_model(path: str, device: str | torch.device = "cpu") -> nn.Module:
     import vqcnir
 
     check_restorer(path)
+    if os.path.exists(path) and not os.path.isdir(path) and not path.lower().endswith(OFFICIAL_SUFFIXES):
+        raise ModelError(
+            f"model {path!r} is neither a folder written by save_pretrained nor an official "
+            f"{'/'.join(OFFICIAL_SUFFIXES)} file (e.g. VQCNIR_LOLBlur_G.pth)"
+        )
     try:
-        if os.path.isdir(path):
-            model = vqcnir.load_pretrained(path)
-        elif os.path.isfile(path) and path.lower().endswith(OFFICIAL_SUFFIXES):
+        if os.path.isfile(path):
             model = vqcnir.load_official_checkpoint(path)
-        elif os.path.exists(path):
-            raise ModelError(
-                f"model {path!r} is neither a folder written by save_pretrained nor an official "
-                f"{'/'.join(OFFICIAL_SUFFIXES)} file (e.g. VQCNIR_LOLBlur_G.pth)"
-            )
-        else:
-            raise ModelError(f"model not found: {path}")
-    except (CheckpointError, FileNotFoundError, KeyError, TypeError) as error:  # each names the file
+        else:  # a folder, or a name load_pretrained knows (see resolve_model)
+            model = vqcnir.load_pretrained(path)
+    except FileNotFoundError as error:
+        if not os.path.exists(path):
+            raise ModelError(f"model not found: {path}") from error
+        raise ModelError(f"cannot load model {path!r}: {_one_line(error)}") from error
+    except (CheckpointError, KeyError, TypeError) as error:  # each names the file
         raise ModelError(f"cannot load model {path!r}: {_one_line(error)}") from error
     return model.to(device).eval()
 
