@@ -73,3 +73,25 @@ def test_serving_beyond_loopback_needs_the_flag_and_says_what_it_exposes(capsys,
     assert cli.main(["--host", "0.0.0.0", "--allow-network"]) == 0
     err = capsys.readouterr().err
     assert "WARNING: serving on 0.0.0.0" in err and "anyone who can reach this address" in err
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "normal exit"])
+def test_the_work_folder_is_private_and_removed_on_ctrl_c_and_normal_exit(stop, capsys, monkeypatch):
+    """Ctrl-C reaches main() as KeyboardInterrupt (uvicorn re-raises SIGINT after its graceful shutdown)."""
+    for key, value in cli.OFFLINE_ENVIRONMENT.items():
+        monkeypatch.setenv(key, value)
+    seen = {}
+
+    def serve(parser, args, workdir, local):
+        seen["workdir"], seen["mode"] = workdir, stat.S_IMODE(os.stat(workdir).st_mode)
+        with open(os.path.join(workdir, "photo.png"), "wb"):
+            pass
+        seen["file"] = stat.S_IMODE(os.stat(os.path.join(workdir, "photo.png")).st_mode)
+        if stop == "ctrl-c":
+            raise KeyboardInterrupt
+        return 0
+
+    monkeypatch.setattr(cli, "_serve", serve)
+    assert cli.main([]) == 0
+    assert seen["mode"] == 0o700 and seen["file"] == 0o600 and not os.path.exists(seen["workdir"])
+    assert ("vqcnir-app: stopped" in capsys.readouterr().err) == (stop == "ctrl-c")

@@ -73,6 +73,21 @@ def test_an_existing_file_restore_did_not_write_is_kept_unless_overwrite(tmp_pat
     assert _run([str(same / "b.jpg"), "-o", str(same), "-m", tiny_dir], capsys)[0] == 0  # its own output: replaced
 
 
+def test_a_file_that_appears_during_the_run_is_kept(tmp_path, tiny_dir, capsys, monkeypatch):
+    src = write(tmp_path / "a.png", _photo(9))
+    target = tmp_path / "out" / "a.png"
+    restore = files.restore_tensor
+
+    def meanwhile(*args, **kwargs):  # another program writes the target while the image is restored
+        write(target, _photo(10))
+        return restore(*args, **kwargs)
+
+    monkeypatch.setattr(files, "restore_tensor", meanwhile)
+    code, err = _run([src, "-o", str(tmp_path / "out"), "-m", tiny_dir], capsys)
+    assert code == 1 and "already exists and is not a restoration" in err
+    assert not files.is_output_of(str(target), src)
+
+
 def test_the_marker_is_in_16_bit_outputs_too_and_ties_output_to_input(tmp_path, tiny_dir, capsys):
     write(tmp_path / "in" / "a.png", _photo(2))
     write(tmp_path / "in" / "b.png", _photo(3))

@@ -122,6 +122,7 @@ def _run(argv: Sequence[str] | None) -> int:
     failures = restore_all(
         model, jobs, device, args.padding, args.tile, args.overlap, progress=not args.quiet,
         max_memory=max_memory, tiling=args.tiling, offload=args.offload, bit_depth=args.bit_depth,
+        overwrite=args.overwrite,
     )  # fmt: skip
     written = len(jobs) - len(failures)
     failed = f"; {len(failures)} not restored (listed above)" if failures else ""

@@ -197,6 +197,7 @@ class Options:
     tiling: str = "auto"
     offload: str | None = None
     bit_depth: int = 8
+    overwrite: bool = True  # False: an output that appeared since check_targets is kept (a failure instead)
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ class Failure:
 
 # What one image can fail with while the others still restore: an undecodable or oversized file, a
 # budget its tiles do not fit, a network exact tiling cannot run, the device running out of memory.
-IMAGE_ERRORS = (UnreadableImageError, MemoryError, TilingError, torch.OutOfMemoryError)
+IMAGE_ERRORS = (UnreadableImageError, MemoryError, TilingError, torch.OutOfMemoryError, OverwriteError)
 
 
 def tile_progress(name: str, enabled: bool) -> Callable[[int, int, str], None]:
@@ -252,6 +253,8 @@ def restore_file(
     del restored
     if alpha is not None:  # 8-bit alpha scaled to the colour's depth (x 257 maps 255 to 65535)
         alpha = upright(alpha, tag).astype(rgb.dtype) * (1 if options.bit_depth == 8 else 257)
+    if not options.overwrite:  # checked again just before writing: a file may have appeared meanwhile
+        check_targets([job])
     write_png(job.target, rgb, alpha, text={SOURCE_KEY: source_marker(job.source)})
 
 
@@ -268,6 +271,7 @@ def restore_all(
     tiling: str = "auto",
     offload: str | None = None,
     bit_depth: int = 8,
+    overwrite: bool = True,
 ) -> list[Failure]:
     """Restore every job; an input that cannot be restored is reported on stderr (one line naming it and
     why) and the others go on. Returns the failures.
@@ -275,9 +279,11 @@ def restore_all(
     ``tile=0``: whole images; ``tile=N``: exact tiles of N pixels (approximate with ``tiling="approximate"``,
     which alone uses ``overlap``). ``max_memory`` (default ``"auto"``): exact tiling for images that would
     not fit, a refusal for images whose smallest tiles do not fit. ``bit_depth``: 8 or 16 bits per channel.
+    ``overwrite=False``: an output that is not an earlier restoration of its input (see :func:`check_targets`,
+    which callers run first) is kept and reported, also when it appeared during the run.
     Temporary files that a killed earlier run left in the output folders are removed first.
     """
-    options = Options(padding, tile, overlap, max_memory, tiling, offload, bit_depth)
+    options = Options(padding, tile, overlap, max_memory, tiling, offload, bit_depth, overwrite)
     for folder in sorted({os.path.dirname(os.path.abspath(job.target)) for job in jobs}):
         remove_stale(folder)
     failures = []
