@@ -49,7 +49,7 @@ def photo(height: int, width: int) -> torch.Tensor:
 
 def load(config: str, checkpoint: str | None, device: torch.device) -> torch.nn.Module:
     from vqcnir import VQCNIR, VQCNIRConfig
-    from vqcnir.cli.models import load_model
+    from vqcnir.restoring.models import load_model
 
     if checkpoint:
         return load_model(checkpoint, device)

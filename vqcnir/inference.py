@@ -45,6 +45,7 @@ PADDINGS = ("official", "reflect")
 TILINGS = ("auto", "whole", "exact", "approximate")
 AUTO_FRACTION = 0.8  # of the free memory, for max_memory="auto"
 RANGE_SLACK = 1e-3  # values this far outside [0, 1] (resampling overshoot) are accepted
+MIN_TILE = 16  # smallest tile side: smaller tiles only multiply the work (a 3-pixel tile took minutes on 64 x 80)
 
 
 def _check_spatial(image: torch.Tensor, name: str = "image") -> None:
@@ -52,21 +53,44 @@ def _check_spatial(image: torch.Tensor, name: str = "image") -> None:
         raise ValueError(f"argument '{name}' must have H >= 1 and W >= 1, got shape {tuple(image.shape)}")
 
 
+def padded_size(height: int, width: int, padding: str = "official") -> tuple[int, int]:
+    """``(H', W')`` of an ``H x W`` image after ``padding`` (``"official"`` or ``"reflect"``), without any data."""
+    if padding not in PADDINGS:
+        raise ValueError(f"argument 'padding' must be one of {PADDINGS}, got {padding!r}")
+    if padding == "official":
+        return (height // 64 + 1) * 64, (width // 64 + 1) * 64
+    return height + (-height) % 8, width + (-width) % 8
+
+
+def _flip_pad(image: torch.Tensor, target: int, dim: int) -> torch.Tensor:
+    """``image`` grown along ``dim`` to ``target`` with flipped copies (the authors' padding).
+
+    When one flipped copy is enough, only the strip that is kept is flipped (never a whole copy);
+    smaller images repeat the whole-copy doubling, whose prefix the result is.
+    """
+    size = image.shape[dim]
+    if size >= target:
+        return image
+    if 2 * size >= target:
+        strip = image.narrow(dim, 2 * size - target, target - size)
+        return torch.cat([image, torch.flip(strip, [dim])], dim)
+    while image.shape[dim] < target:
+        image = torch.cat([image, torch.flip(image, [dim])], dim)
+    return image.narrow(dim, 0, target)
+
+
 def pad_official(image: torch.Tensor, multiple: int = 64) -> torch.Tensor:
     """Pad bottom/right to the next multiple of ``multiple`` strictly above H and W, with flipped copies.
 
     Images at least as large as the padding get exactly the authors' result (one flipped copy); smaller
     ones, which the authors' code cannot pad, get flipped copies repeated until they are large enough.
+    Only the strips that are kept are flipped: the padded image is the one large allocation.
     """
     _check_spatial(image)
     height, width = image.shape[-2:]
     target_h = (height // multiple + 1) * multiple
     target_w = (width // multiple + 1) * multiple
-    while image.shape[-2] < target_h:
-        image = torch.cat([image, torch.flip(image, [-2])], -2)
-    while image.shape[-1] < target_w:
-        image = torch.cat([image, torch.flip(image, [-1])], -1)
-    return image[..., :target_h, :target_w]
+    return _flip_pad(_flip_pad(image, target_h, image.dim() - 2), target_w, image.dim() - 1)
 
 
 def pad_reflect(image: torch.Tensor, multiple: int = 8) -> torch.Tensor:
@@ -120,8 +144,8 @@ def tiled(
     Args:
         tile: tile side in pixels (>= 16). overlap: pixels shared by neighbouring tiles (< tile / 2).
     """
-    if tile < 16:
-        raise ValueError(f"argument 'tile' must be at least 16, got {tile}")
+    if tile < MIN_TILE:
+        raise ValueError(f"argument 'tile' must be at least {MIN_TILE}, got {tile}")
     if not 0 <= overlap < tile // 2:
         raise ValueError(f"argument 'overlap' must be in [0, tile / 2), got {overlap} for tile {tile}")
     batch, channels, height, width = image.shape
@@ -151,6 +175,8 @@ def check_restore_input(image: object, channels: int) -> torch.Tensor:
     shape = tuple(image.shape)
     if image.dim() not in (3, 4) or image.shape[-3] != channels:
         raise ValueError(f"argument 'image' must be [B, {channels}, H, W] or [{channels}, H, W], got shape {shape}")
+    if image.is_meta:
+        raise ValueError(f"argument 'image' is a meta tensor (a shape without data), got shape {shape}: give pixels")
     if not image.is_floating_point():
         raise TypeError(
             f"argument 'image' must be a float tensor with values in [0, 1], got {image.dtype} "
@@ -223,8 +249,8 @@ def restore(
     pad = _pad(padding)
     if overlap is not None and tiling != "approximate":
         raise ValueError("argument 'overlap' applies to tiling='approximate' only")
-    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
-        raise ValueError(f"argument 'tile' must be a positive int, got {tile!r}")
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_TILE):
+        raise ValueError(f"argument 'tile' must be an int of at least {MIN_TILE} pixels, got {tile!r}")
     batched = check_restore_input(image, channels)
     device, dtype = _compute_device_and_dtype(module, batched)
     budget = resolve_budget(max_memory, device)
@@ -259,11 +285,13 @@ def restore(
 __all__ = [
     "PADDINGS",
     "TILINGS",
+    "MIN_TILE",
     "MemoryBudgetError",
     "check_restore_input",
     "pad_official",
     "pad_reflect",
     "padded",
+    "padded_size",
     "resolve_budget",
     "restore",
     "tiled",

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 try:
     import fcntl
@@ -98,13 +99,17 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
     write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
-def write_png(path: str | os.PathLike, image: np.ndarray, alpha: np.ndarray | None = None) -> None:
+def write_png(
+    path: str | os.PathLike, image: np.ndarray, alpha: np.ndarray | None = None, text: dict[str, str] | None = None
+) -> None:
     """Write an 8- or 16-bit image as a PNG, atomically (folders created).
 
     Args:
         path: destination (any name; the file is PNG whatever its extension).
         image: ``[H, W]`` (grey) or ``[H, W, 3]`` (RGB) ``uint8`` or ``uint16`` array (see :func:`to_uint8`).
         alpha: optional ``[H, W]`` alpha channel of the same dtype, stored as a fourth (or second) channel.
+        text: Latin-1 ``key: value`` pairs stored as ``tEXt`` chunks before the pixels (read back by
+            ``PIL.Image.open(path).info`` without decoding the image).
 
     Example:
         >>> write_png("restored/a.png", to_uint8(restored[0]))  # doctest: +SKIP
@@ -124,11 +129,18 @@ def write_png(path: str | os.PathLike, image: np.ndarray, alpha: np.ndarray | No
                 f"got {getattr(alpha, 'dtype', '')} {shape}"
             )
         image = np.concatenate([image.reshape(*image.shape[:2], -1), alpha[..., None]], axis=-1)
+    text = dict(text or {})
+    for key, value in text.items():
+        if not (isinstance(key, str) and isinstance(value, str) and 1 <= len(key) <= 79):
+            raise ValueError(f"argument 'text' must map keys of 1 to 79 characters to strings, got {key!r}: {value!r}")
     image = np.ascontiguousarray(image)
     if image.dtype == np.uint8:
-        atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+        atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG", pnginfo=info))
     else:  # Pillow cannot write 16-bit colour PNGs: encode them here
-        data = _png_16bit(image)
+        data = _png_16bit(image, text)
         atomic_write(path, lambda tmp: _write_bytes(tmp, data))
 
 
@@ -160,7 +172,7 @@ def _write_bytes(path: str, data: bytes) -> None:
         out.write(data)
 
 
-def _png_16bit(image: np.ndarray) -> bytes:
+def _png_16bit(image: np.ndarray, text: dict[str, str]) -> bytes:
     """PNG bytes of a ``uint16`` ``[H, W]`` or ``[H, W, C]`` (C = 2, 3, 4) array (PNG spec, filter 'Sub')."""
     height, width = image.shape[:2]
     channels = 1 if image.ndim == 2 else image.shape[2]
@@ -178,6 +190,7 @@ def _png_16bit(image: np.ndarray) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
+        + b"".join(chunk(b"tEXt", f"{key}\0{value}".encode("latin-1")) for key, value in text.items())
         + chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6))
         + chunk(b"IEND", b"")
     )

@@ -14,9 +14,10 @@ from tests.data.images import write
 from tests.recipes.checkpoints import save_tiny_model
 from vqcnir import VQGAN, VQCNIRConfig, save_pretrained
 from vqcnir.app.folders import full_size_copy, pair_folder, thumbnail
-from vqcnir.app.models import ModelStore, demo_experiment_dir, demo_model_folders, model_choices
-from vqcnir.cli.restore import OverwriteError
+from vqcnir.app.models import ModelStore, model_choices
 from vqcnir.data import read_rgb
+from vqcnir.restoring.files import OverwriteError
+from vqcnir.restoring.models import demo_experiment_dir, demo_model_folders
 
 
 def test_the_demo_model_is_found_where_the_demo_config_puts_it(tmp_path):
@@ -49,7 +50,7 @@ def test_model_store_loads_once_and_again_after_the_files_change(tmp_path):
     assert store.get(folder) is not loaded
     with pytest.raises(ValueError, match="no model chosen"):
         store.get("  ")
-    with pytest.raises(FileNotFoundError, match="model not found: nowhere"):
+    with pytest.raises(ValueError, match="model not found: nowhere"):
         store.get("nowhere")
     save_pretrained(VQGAN(VQCNIRConfig.tiny()), str(tmp_path / "stage1"))
     with pytest.raises(ValueError, match="is a stage-1 VQGAN .* give a stage-2 VQCNIR checkpoint"):

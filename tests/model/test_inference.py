@@ -94,7 +94,7 @@ def test_float16_and_float64_images_are_computed_in_the_model_dtype(tiny):
     [
         ({"tiling": "tiles"}, "'tiling' must be one of"),
         ({"overlap": 8}, "'overlap' applies to tiling='approximate' only"),
-        ({"tile": 0, "tiling": "exact"}, "'tile' must be a positive int"),
+        ({"tile": 0, "tiling": "exact"}, "'tile' must be an int of at least 16"),
         ({"max_memory": "lots"}, "'max_memory' must look like"),
         ({"tiling": "approximate", "max_memory": "1GB"}, "does not apply to tiling='approximate'"),
         ({"padding": "zeros"}, "'padding' must be one of"),

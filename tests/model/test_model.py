@@ -186,7 +186,7 @@ def test_config_json_carries_format_and_library_version_and_older_files_load(tmp
             lambda d: (d / "config.json").write_text('{"model": "VQCNIR", "config": {"encoder_channels": [8, 8]}}'),
             "field 'encoder_channels' must be 4 integers",
         ),
-        (lambda d: (d / "config.json").write_text('{"model": "Unet", "config": {}}'), "unknown model class 'Unet'"),
+        (lambda d: (d / "config.json").write_text('{"model": "Unet", "config": {}}'), "unknown model type 'Unet'"),
         (
             lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:-100]),
             r"model.safetensors: cannot read the weights .*truncated",

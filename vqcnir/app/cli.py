@@ -4,25 +4,32 @@
     vqcnir-app --model VQCNIR_LOLBlur_G.pth --port 7861     # the authors' weights
     vqcnir-app --model runs/vqcnir/best --inputs photos/ --restored photos_restored/    # folder mode too
 
-Serves http://127.0.0.1:PORT only (``--host`` to change it), opens no browser and waits until Ctrl-C.
-Nothing goes to the network: Gradio's analytics and version check are off, the page loads no remote
-assets, and no share link is made. Model and folder paths typed on the page are accepted only on a
-loopback address; on any other address the page offers only the ones given here.
+Serves http://127.0.0.1:PORT only, opens no browser and waits until Ctrl-C or SIGTERM. Serving beyond this
+machine needs ``--host ADDRESS --allow-network`` and prints what that exposes. Nothing goes to the network:
+Gradio's analytics and version check are off, the page loads no remote assets, and no share link is made.
+
+Safety (README "Security"): requests whose ``Host`` is not this server's, and cross-origin requests, are
+refused (:mod:`vqcnir.app.guard`: DNS rebinding). Model and folder paths typed on the page are accepted only
+on a loopback address; on any other address the page offers only the ones given here. Every copy of a
+photo (uploads, Gradio's cache, restorations, display copies) is kept in one private work folder (0700,
+files 0600) that is removed on exit, Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
 
+from vqcnir.app.guard import is_loopback, server_names
 from vqcnir.app.restoring import DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_UPLOAD_MB, UploadLimits
-from vqcnir.cli.models import memory_argument
 from vqcnir.device import device_argument
+from vqcnir.restoring.arguments import memory_argument
 
 # Read by Gradio and huggingface_hub when they are imported and when the server starts.
 OFFLINE_ENVIRONMENT = {
@@ -31,14 +38,13 @@ OFFLINE_ENVIRONMENT = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
 }
 
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+GRADIO_TEMP_DIR = "GRADIO_TEMP_DIR"  # where Gradio copies uploads and outputs (read when it is imported)
+PRIVATE_UMASK = 0o077  # files 0600, folders 0700: no other local user reads a photo or its restoration
+NETWORK_WARNING = (
+    "vqcnir-app: WARNING: serving on {host} (--allow-network): anyone who can reach this address can upload "
+    "photos, restore them on this machine and download the results; model and folder paths typed on the page "
+    "are disabled (only --model, --inputs and --restored are offered). Use it only on a network you trust."
+)
 
 
 def _positive(kind: type) -> object:
@@ -57,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", help="a save_pretrained folder or an official .pth (default: the demo-trained one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine)")
+    parser.add_argument(
+        "--allow-network",
+        action="store_true",
+        help="allow a --host that is not a loopback address (the page is then reachable from the network)",
+    )
     parser.add_argument("--port", type=_positive(int), default=7860, help="port (default 7860)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument(
@@ -88,15 +99,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag, folder in (("--inputs", args.inputs), ("--restored", args.restored)):
         if folder is not None and not os.path.isdir(folder):
             parser.error(f"argument {flag}: folder not found: {folder}")
+    local = is_loopback(args.host)
+    if not local and not args.allow_network:
+        parser.error(
+            f"argument --host: {args.host} is not a loopback address: the page would be reachable from the network; "
+            "add --allow-network to serve it there anyway"
+        )
+    if not local:
+        print(NETWORK_WARNING.format(host=args.host), file=sys.stderr, flush=True)
     os.environ.update(OFFLINE_ENVIRONMENT)
+    umask = os.umask(PRIVATE_UMASK)
+    workdir = tempfile.mkdtemp(prefix="vqcnir-app-")  # 0700
+    print(f"vqcnir-app: uploads and restorations are kept in {workdir} (private; removed when it stops)", flush=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    temp_dir = os.environ.get(GRADIO_TEMP_DIR)
+    try:
+        return _serve(parser, args, workdir, local)
+    except KeyboardInterrupt:
+        print("vqcnir-app: stopped", file=sys.stderr, flush=True)
+        return 0
+    finally:  # the process state as it was (main() also runs inside tests)
+        shutil.rmtree(workdir, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+        os.umask(umask)
+        if temp_dir is None:
+            os.environ.pop(GRADIO_TEMP_DIR, None)
+        else:
+            os.environ[GRADIO_TEMP_DIR] = temp_dir
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: the server stops and the work folder is removed."""
+    raise KeyboardInterrupt
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (OSError when the address cannot be used)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace, workdir: str, local: bool) -> int:
+    # Gradio reads its cache folder when imported: every copy it makes of an upload goes into the work folder.
+    os.environ[GRADIO_TEMP_DIR] = os.path.join(workdir, "gradio")
     from vqcnir.app.models import ModelStore, model_choices
     from vqcnir.app.page import PageSettings, build_page
+    from vqcnir.app.server import guarded_app, run_server
 
     device = device_argument(parser, args.device)
     store = ModelStore(device)
-    model = args.model or next(iter(model_choices(None)), None)
+    model = next(iter(model_choices(args.model)), None)
     if model is not None:
         try:
             print(f"vqcnir-app: model {store.get(model).description}", flush=True)
@@ -104,7 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"argument --model: {error}")
     else:
         print("vqcnir-app: no model given and no demo-trained model found: choose one on the page", flush=True)
-    workdir = tempfile.mkdtemp(prefix="vqcnir-app-")
     settings = PageSettings(
         model=model,
         device=device,
@@ -113,31 +172,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         limits=UploadLimits(int(args.max_upload_mb * 2**20), int(args.max_megapixels * 1e6)),
         inputs_folder=args.inputs,
         restored_folder=args.restored,
-        paths_from_page=is_loopback(args.host),
+        paths_from_page=local,
     )
-    page = build_page(settings, store)
-    page.queue(default_concurrency_limit=1)
-    url_host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"vqcnir-app: serving http://{url_host}:{args.port} (Ctrl-C stops)", flush=True)
     try:
-        page.launch(
-            server_name=args.host,
-            server_port=args.port,
-            inbrowser=False,
-            share=False,
-            show_error=True,
-            max_file_size=int(args.max_upload_mb * 2**20),
-            ssr_mode=False,
-            mcp_server=False,
-            enable_monitoring=False,
-            footer_links=["settings"],
-            quiet=True,
-        )
+        sock = _bind(args.host, args.port)
     except OSError as error:
         print(f"vqcnir-app: cannot serve on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    app = guarded_app(build_page(settings, store), server_names(args.host), args.port, int(args.max_upload_mb * 2**20))
+    url_host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"vqcnir-app: serving http://{url_host}:{args.port} (Ctrl-C stops)", flush=True)
+    run_server(app, sock)
     return 0
 
 

@@ -20,14 +20,13 @@ from collections.abc import Sequence
 
 import torch
 
-from vqcnir.app.models import demo_model_folders, demo_options, display_path, repository_root
-from vqcnir.cli.models import load_model
-from vqcnir.cli.restore import plan_jobs, restore_all
 from vqcnir.data import build_demo_set, pair_by_relative_path, read_rgb
 from vqcnir.data.demo import TEST_PHOTOS
 from vqcnir.data.folders import read_pair, to_tensor
 from vqcnir.device import device_argument
 from vqcnir.metrics import psnr, ssim
+from vqcnir.restoring.files import plan_jobs, restore_all
+from vqcnir.restoring.models import demo_model_folders, demo_options, display_path, load_model, repository_root
 from vqcnir.training.monitor import save_image_grid
 
 RESTORED_FOLDER = "demo_restored"  # inside the demo experiment folder, beside final/ and best/

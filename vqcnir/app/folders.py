@@ -1,6 +1,6 @@
 """The folder mode: a ``vqcnir-restore`` output folder shown beside the inputs it was restored from.
 
-Inputs and outputs are paired by :func:`vqcnir.cli.restore.plan_jobs`, the mapping the restore command
+Inputs and outputs are paired by :func:`vqcnir.restoring.files.plan_jobs`, the mapping the restore command
 itself uses (``IN/a/b.jpg`` -> ``OUT/a/b.png``), so each restored image sits beside its own input. The
 page shows display copies made in the app's work folder: small JPEG thumbnails for the galleries and,
 for the pair being compared, full-size PNGs (the input as ``read_rgb`` decodes it, which also makes TIFF
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from vqcnir.cli.restore import plan_jobs
 from vqcnir.data import read_rgb
 from vqcnir.io import atomic_write, write_png
+from vqcnir.restoring.files import plan_jobs
 
 THUMBNAIL_SIDE = 320
 MAX_GALLERY = 200  # pairs shown at once: thumbnails of a larger folder would take minutes to make

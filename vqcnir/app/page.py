@@ -21,9 +21,9 @@ import torch
 from vqcnir.app.folders import MAX_GALLERY, FolderListing, full_size_copy, pair_folder, thumbnail
 from vqcnir.app.models import LoadedModel, ModelStore, model_choices
 from vqcnir.app.restoring import RestoreReport, UploadLimits, restore_uploads
-from vqcnir.cli.restore import OverwriteError
-from vqcnir.data import IMAGE_EXTENSIONS
+from vqcnir.data import IMAGE_EXTENSIONS, UnreadableImageError
 from vqcnir.inference import PADDINGS
+from vqcnir.restoring.files import OverwriteError
 
 TITLE = "vqcnir: restore night photos"
 KEEP_JOBS = 20  # restoration folders kept in the work folder; older ones are deleted
@@ -175,18 +175,30 @@ def build_page(settings: PageSettings, store: ModelStore | None = None) -> gr.Bl
             return (f"**Cannot show these folders:** {_text(error)}", *empty)
         if not listing.pairs:
             return (f"No restored image in {_text(restored)} matches an input in {_text(inputs)}.", *empty)
-        shown = listing.pairs[:MAX_GALLERY]
         thumbs = os.path.join(settings.workdir, "thumbnails")
-        in_gallery = [(thumbnail(p.source, thumbs), p.name) for p in shown]
-        out_gallery = [(thumbnail(p.restored, thumbs), p.name) for p in shown]
-        state = [(p.source, p.restored, p.name) for p in shown]
+        in_gallery, out_gallery, state, unreadable = [], [], [], []
+        for p in listing.pairs:
+            if len(state) == MAX_GALLERY:
+                break
+            try:  # one unreadable image is reported; the others are still shown
+                pictures = (thumbnail(p.source, thumbs), p.name), (thumbnail(p.restored, thumbs), p.name)
+            except UnreadableImageError as error:
+                unreadable.append(f"{p.name}: {error.reason}")
+                continue
+            in_gallery.append(pictures[0])
+            out_gallery.append(pictures[1])
+            state.append((p.source, p.restored, p.name))
         message = f"**{len(listing.pairs)} restored image(s)** beside their inputs"
-        if len(listing.pairs) > len(shown):
-            message += f" (the first {len(shown)} shown)"
+        if len(listing.pairs) > len(state) + len(unreadable):
+            message += f" (the first {len(state)} shown)"
         if listing.unrestored:
             message += f"; {listing.unrestored} input(s) have no restored image yet"
+        if unreadable:
+            message += f"\n\n**Not shown ({len(unreadable)}, cannot be read):**\n\n{_bullets(unreadable)}"
+        if not state:
+            return (message, *empty)
         first = _full_size_pair(state[0])
-        return (message + ". Select one to compare it.", first, in_gallery, out_gallery, state)
+        return (message + "\n\nSelect one to compare it.", first, in_gallery, out_gallery, state)
 
     def _full_size_pair(pair: tuple[str, str, str]) -> tuple[str, str]:
         folder = os.path.join(settings.workdir, "full")

@@ -1,9 +1,10 @@
 """Restoring uploaded photos for the page: checks on each upload, the call into the model, the files written.
 
-Every restoration is one call of :func:`vqcnir.cli.models.restore_tensor`, as in ``vqcnir-restore``:
+Every restoration is one call of :func:`vqcnir.restoring.models.restore_tensor`, as in ``vqcnir-restore``:
 the whole image within ``max_memory``, exact tiles above it, progress after each tile. Uploads are
-checked before anything is decoded: extension, file size and pixel count (read from the header), then
-decoded as :func:`vqcnir.data.read_rgb` reads them, as ``vqcnir-restore`` does. A rejected upload becomes
+checked before anything is decoded: extension, file size, pixel count and the memory budget (from the
+header, :func:`vqcnir.restoring.budget.check_image_budget`), then decoded as :func:`vqcnir.data.read_rgb`
+reads them, as ``vqcnir-restore`` does. A rejected upload becomes
 a message for the page, never an exception.
 """
 
@@ -17,11 +18,12 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from vqcnir.cli.models import restore_tensor
-from vqcnir.cli.restore import read_alpha
 from vqcnir.data import IMAGE_EXTENSIONS, UnreadableImageError, read_rgb
 from vqcnir.data.folders import to_tensor
 from vqcnir.io import to_uint8, write_png
+from vqcnir.restoring.budget import ImageBudgetError, check_image_budget
+from vqcnir.restoring.files import read_alpha
+from vqcnir.restoring.models import restore_tensor
 
 JobProgress = Callable[[float, str], None]
 """``progress(fraction, description)`` over a whole job of several photos."""
@@ -142,9 +144,10 @@ def restore_uploads(
 
         try:
             check_upload(path, limits, name)
+            budget = check_image_budget(model, path, padding, max_memory=max_memory)
             rgb = read_rgb(path)
-        except UploadRejected as error:
-            report.rejected.append(str(error))
+        except (UploadRejected, ImageBudgetError) as error:
+            report.rejected.append(str(error).replace(path, name))
             continue
         except UnreadableImageError as error:
             reason = error.reason.replace(path, name)
@@ -153,7 +156,7 @@ def restore_uploads(
         start = time.perf_counter()
         try:
             image = to_tensor(rgb).unsqueeze(0).to(device)
-            restored = restore_tensor(model, image, padding, max_memory=max_memory, progress=step)
+            restored = restore_tensor(model, image, padding, max_memory=budget.network, progress=step)
         except (RuntimeError, MemoryError) as error:  # the allocator's out-of-memory errors are RuntimeErrors
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
             report.rejected.append(f"{name} could not be restored: {first_line}")

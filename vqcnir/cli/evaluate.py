@@ -31,8 +31,6 @@ from collections.abc import Sequence
 import torch
 
 from vqcnir.baselines import BASELINES, restore_baseline
-from vqcnir.cli.models import AUTO_OVERLAP, load_model
-from vqcnir.cli.restore import Job, OverwriteError, check_tile_arguments, orientation, plan_jobs, restore_all, upright
 from vqcnir.data import UnreadableImageError, list_images, pair_by_relative_path, read_rgb
 from vqcnir.data.folders import read_pair, to_tensor
 from vqcnir.device import device_argument
@@ -42,6 +40,9 @@ from vqcnir.metrics import psnr, ssim
 from vqcnir.niqe import niqe
 from vqcnir.perceptual import LPIPS, LPIPSWeightsNotFoundError
 from vqcnir.progress import Progress
+from vqcnir.restoring.arguments import check_tile_arguments
+from vqcnir.restoring.files import Job, OverwriteError, orientation, plan_jobs, restore_all, upright
+from vqcnir.restoring.models import AUTO_OVERLAP, ModelError, load_model
 
 LPIPS_NETS = ("alexnet", "vgg16")
 
@@ -279,9 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     restored_dir = args.restored or os.path.join(args.out, "restored")
     if args.model is not None:
         jobs = _plan(parser, args.input, restored_dir)
-        model = load_model(args.model, device)
+        try:
+            model = load_model(args.model, device)
+        except ModelError as error:
+            parser.error(f"argument --model: {error}")
         if restore_all(model, jobs, device, args.padding, args.tile, args.overlap, progress=not args.quiet):
-            parser.error("some inputs could not be read (listed above): no metrics over a partial set")
+            parser.error("some inputs could not be restored (listed above): no metrics over a partial set")
         del model
     evaluate_folder(parser, args, restored_dir, args.out, device)
     return 0

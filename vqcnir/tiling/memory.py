@@ -15,6 +15,7 @@ scratch space, thread-local buffers, heap fragmentation); the tests compare them
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -45,8 +46,8 @@ def parse_memory(value: int | float | str | None, name: str = "max_memory") -> i
         if match is None or match.group(2).lower() not in UNITS:
             raise ValueError(f"argument '{name}' must look like '4GB', '512MiB' or a number of bytes, got {value!r}")
         value = float(match.group(1)) * UNITS[match.group(2).lower()]
-    if not value > 0:
-        raise ValueError(f"argument '{name}' must be positive, got {value!r}")
+    if not math.isfinite(value) or value < 1:  # inf would overflow int(); 0.5 would become "0 B"
+        raise ValueError(f"argument '{name}' must be a finite number of bytes >= 1, got {value!r}")
     return int(value)
 
 
