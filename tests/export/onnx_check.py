@@ -35,7 +35,9 @@ class Calls(nn.Module):
 def export(module: nn.Module, inputs: Sequence[torch.Tensor]) -> onnx.ModelProto:
     """``module`` traced at ``inputs`` (static shapes), checked by ``onnx.checker`` and for standard ops only."""
     with torch.no_grad():
-        program = torch.onnx.export(module, tuple(inputs), dynamo=True, opset_version=DEFAULT_OPSET, verbose=False)
+        program = torch.onnx.export(
+            module.eval(), tuple(inputs), dynamo=True, opset_version=DEFAULT_OPSET, verbose=False
+        )
     model = program.model_proto
     check_standard(model)
     return model

@@ -128,18 +128,18 @@ def bidirectional_channel_attention(
 
     if exporting():
         # The reference's epilogue is named by destination (f_d + gamma_d * a_g): undo the renaming above.
+        # It returns the functional's order already: (out_d, out_g), or (a_d, a_g) without the epilogue.
         epilogue = {"f_d": res_g, "f_g": res_d, "gamma_d": gain_g, "gamma_g": gain_d} if given else {}
-        y_d, y_g = onnx_form("bidirectional_channel_attention")(
+        out_d, out_g = onnx_form("bidirectional_channel_attention")(
             shaped["q_d"], shaped["q_g"], shaped["v_d"], shaped["v_g"], temperature, epilogue,
             bool(normalize), float(scale), float(eps),
         )  # fmt: skip
-        given = False  # already in the functional's order: (out_d, out_g) or (a_d, a_g)
-    else:
-        chosen = SPEC.choose(q_d.device, dtype, backend, channels_per_head=channels)
-        y_d, y_g, *_ = torch.ops.vqcnir.bidirectional_channel_attention_fwd(
-            shaped["q_d"], shaped["q_g"], shaped["v_d"], shaped["v_g"], temperature, gain_d, gain_g, res_d, res_g,
-            bool(normalize), float(scale), float(eps), chosen,
-        )  # fmt: skip
+        return (out_d.view(q_d.shape), out_g.view(q_d.shape)) if heads is not None else (out_d, out_g)
+    chosen = SPEC.choose(q_d.device, dtype, backend, channels_per_head=channels)
+    y_d, y_g, *_ = torch.ops.vqcnir.bidirectional_channel_attention_fwd(
+        shaped["q_d"], shaped["q_g"], shaped["v_d"], shaped["v_g"], temperature, gain_d, gain_g, res_d, res_g,
+        bool(normalize), float(scale), float(eps), chosen,
+    )  # fmt: skip
     if heads is not None:
         y_d, y_g = y_d.view(q_d.shape), y_g.view(q_d.shape)
     return (y_g, y_d) if given else (y_d, y_g)
