@@ -1,7 +1,7 @@
 """``vqcnir-export``: a checkpoint as one ONNX file that restores images of any size in ONNX Runtime.
 
     vqcnir-export experiments/vqcnir_demo/best --onnx vqcnir.onnx
-    vqcnir-export VQCNIR_LOLBlur_G.pth --onnx vqcnir.onnx --opset 21
+    vqcnir-export VQCNIR_LOLBlur_G.pth --onnx vqcnir.onnx --opset 20
     vqcnir-export experiments/vqgan_demo/best --onnx vqgan.onnx --padding none   # the caller pads to x8
 
 MODEL is a folder written by ``save_pretrained`` (VQCNIR or a stage-1 VQGAN) or the official ``.pth``. The
