@@ -8,6 +8,7 @@ restorer (:class:`VQCNIR`) maps dark, blurred photos onto that prior. Layers and
 from vqcnir._version import __version__
 from vqcnir.checkpoint import CheckpointError, load_pretrained, save_pretrained
 from vqcnir.config import VQCNIRConfig
+from vqcnir.export import export_onnx
 from vqcnir.model import VQCNIR, VQCNIROutput
 from vqcnir.official import load_official_checkpoint, vqcnir_state_dict_from_official
 from vqcnir.vqgan import VQGAN, VQGANOutput
@@ -23,5 +24,6 @@ __all__ = [
     "load_pretrained",
     "save_pretrained",
     "vqcnir_state_dict_from_official",
+    "export_onnx",
     "__version__",
 ]

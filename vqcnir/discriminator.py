@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from vqcnir_ops._validate import check_tensor
+from vqcnir_ops.validation import check_tensor
 
 Norm = Literal["batch", "instance", "none"]
 

@@ -17,8 +17,8 @@ from torch import nn
 
 from vqcnir.metrics import ssim_map
 from vqcnir.perceptual import LPIPS, LPIPSWeightsNotFoundError
-from vqcnir_ops._validate import check_tensor
 from vqcnir_ops.quantize.module import gram_matrix
+from vqcnir_ops.validation import check_tensor
 
 AdversarialKind = Literal["hinge", "non_saturating"]
 InputNorm = Literal["imagenet", "lpips"]

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from vqcnir_ops._validate import check_tensor
+from vqcnir_ops.validation import check_tensor
 
 Channel = Literal["rgb", "y"]
 # ITU-R BT.601 studio-swing luma from 8-bit R, G, B: Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255.

@@ -10,7 +10,7 @@ from torch import nn
 
 from vqcnir.perceptual.backbones import AlexNetFeatures, VGG16Features
 from vqcnir.perceptual.weights import NETS, lpips_state_dicts
-from vqcnir_ops._validate import check_tensor
+from vqcnir_ops.validation import check_tensor
 
 # LPIPS's ScalingLayer: inputs in [-1, 1] are mapped to ImageNet statistics by (x - shift) / scale.
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from vqcnir.tiling import deform, rules, statistics  # noqa: F401  (register their rules)
+from vqcnir.tiling.capture import trace
 from vqcnir.tiling.execute import Progress, Runner
 from vqcnir.tiling.graph import Graph
 from vqcnir.tiling.memory import (
@@ -60,7 +61,6 @@ from vqcnir.tiling.memory import (
 from vqcnir.tiling.modules import register_local_module
 from vqcnir.tiling.regions import TilingError
 from vqcnir.tiling.schedule import Schedule, build_schedule
-from vqcnir.tiling.trace import trace
 
 __all__ = [
     "MemoryBudgetError",

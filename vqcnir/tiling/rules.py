@@ -10,7 +10,8 @@ input region an output region needs and computes it from crops:
 - resampling (``interpolate`` by powers of two, ``pixel_shuffle``, ``pixel_unshuffle``): an input region
   aligned to the scale with the margin the interpolation reads, resampled, then cut to the output region.
 
-Reductions over the pixels live in :mod:`vqcnir.tiling.statistics`, deformable convolution in
+Reductions over the pixels live in :mod:`vqcnir.tiling.reductions` (the normalisations and the channel
+attention built on them in :mod:`vqcnir.tiling.statistics`), deformable convolution in
 :mod:`vqcnir.tiling.deform`.
 """
 
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch.utils._pytree import tree_flatten
 
 from vqcnir.tiling.graph import Context, LocalOp, Node, Slot, fill
+from vqcnir.tiling.reductions import spatial_reduction
 from vqcnir.tiling.regions import Crop, Grid, Region, from_hw, take
 from vqcnir.tiling.trace import Call, LazyTensor, Tracer, base_name, rule
 
@@ -192,8 +194,6 @@ def along_dims(tracer: Tracer, call: Call) -> Any:
     if call.name in REDUCTIONS and pixel_dims <= touched:
         if call.name in ("max", "min") and dims is not None:
             raise call.error("returns the arg-extremum over the pixels: use amax/amin")
-        from vqcnir.tiling.statistics import spatial_reduction  # statistics imports this module
-
         name = {"max": "amax", "min": "amin", "nansum": "sum"}.get(call.name, call.name)
         return spatial_reduction(tracer, call, name, sorted(touched))
     if dims is None or touched & pixel_dims:
@@ -207,8 +207,6 @@ def global_pool(tracer: Tracer, call: Call) -> Any:
     size = _argument(call, 1, "output_size", None)
     if size not in (1, (1, 1), [1, 1]) or call.kwargs.get("return_indices"):
         raise call.error("only output_size 1 (a global pool) without indices is supported")
-    from vqcnir.tiling.statistics import spatial_reduction
-
     name = "mean" if call.name == "adaptive_avg_pool2d" else "amax"
     return spatial_reduction(tracer, call, name, [lazy.dim() - 2, lazy.dim() - 1])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vqcnir_ops._validate import check_tensor
+from vqcnir_ops.validation import check_tensor
 
 
 def _check_channels(x: torch.Tensor, channels: int) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from vqcnir_ops._dtypes import call_dtype
-from vqcnir_ops._validate import check_same_device, check_tensor
 from vqcnir_ops.attention import op as _op  # noqa: F401  (registers torch.ops.vqcnir.bidirectional_channel_attention_*)
 from vqcnir_ops.attention.backends import SPEC
 from vqcnir_ops.attention.reference import NORMALIZE_EPS, default_scale
+from vqcnir_ops.to_onnx import exporting, onnx_form
+from vqcnir_ops.validation import check_same_device, check_tensor
 
 _STREAMS = ("q_d", "q_g", "v_d", "v_g")
 
@@ -125,6 +126,15 @@ def bidirectional_channel_attention(
     if scale is None:
         scale = default_scale(channels, normalize)
 
+    if exporting():
+        # The reference's epilogue is named by destination (f_d + gamma_d * a_g): undo the renaming above.
+        # It returns the functional's order already: (out_d, out_g), or (a_d, a_g) without the epilogue.
+        epilogue = {"f_d": res_g, "f_g": res_d, "gamma_d": gain_g, "gamma_g": gain_d} if given else {}
+        out_d, out_g = onnx_form("bidirectional_channel_attention")(
+            shaped["q_d"], shaped["q_g"], shaped["v_d"], shaped["v_g"], temperature, epilogue,
+            bool(normalize), float(scale), float(eps),
+        )  # fmt: skip
+        return (out_d.view(q_d.shape), out_g.view(q_d.shape)) if heads is not None else (out_d, out_g)
     chosen = SPEC.choose(q_d.device, dtype, backend, channels_per_head=channels)
     y_d, y_g, *_ = torch.ops.vqcnir.bidirectional_channel_attention_fwd(
         shaped["q_d"], shaped["q_g"], shaped["v_d"], shaped["v_g"], temperature, gain_d, gain_g, res_d, res_g,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vqcnir_ops._validate import check_tensor
 from vqcnir_ops.attention.functional import bidirectional_channel_attention
 from vqcnir_ops.norm import LayerNorm2d
+from vqcnir_ops.validation import check_tensor
 
 
 class BidirectionalChannelAttention(nn.Module):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 
 from vqcnir_ops._dtypes import call_dtype
-from vqcnir_ops._validate import check_same_device, check_tensor
 from vqcnir_ops.curve import op as _op  # noqa: F401  (registers torch.ops.vqcnir.curve_map_*)
 from vqcnir_ops.curve.backends import SPEC
+from vqcnir_ops.to_onnx import exporting, onnx_form
+from vqcnir_ops.validation import check_same_device, check_tensor
 
 MAX_CURVES = 16
 
@@ -78,6 +79,8 @@ def curve_map(
     check_same_device(x=x, a=a)
     dtype = call_dtype(x=x, a=a)
     x5, a5 = _as_split_layout(x, a, splits)
-    chosen = SPEC.choose(x.device, dtype, backend)
-    y = torch.ops.vqcnir.curve_map_fwd(x5, a5, chosen)
+    if exporting():
+        y = onnx_form("curve_map")(x5, a5)
+    else:
+        y = torch.ops.vqcnir.curve_map_fwd(x5, a5, SPEC.choose(x.device, dtype, backend))
     return y.flatten(1, 2) if x.dim() == 4 else y

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vqcnir_ops._validate import check_tensor
 from vqcnir_ops.curve.functional import MAX_CURVES, curve_map
+from vqcnir_ops.validation import check_tensor
 
 
 def curve_estimator(in_channels: int, mid_channels: int, n_curve: int) -> nn.Sequential:

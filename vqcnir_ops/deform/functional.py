@@ -7,10 +7,11 @@ import os
 import torch
 
 from vqcnir_ops._dtypes import call_dtype
-from vqcnir_ops._validate import check_same_device, check_tensor
 from vqcnir_ops.deform import op as _op  # noqa: F401  (registers torch.ops.vqcnir.deform_conv2d_*)
 from vqcnir_ops.deform.backends import SPEC
 from vqcnir_ops.deform.reference import Geometry
+from vqcnir_ops.to_onnx import exporting, onnx_form
+from vqcnir_ops.validation import check_same_device, check_tensor
 
 DETERMINISTIC_ENV = "VQCNIR_DETERMINISTIC"
 IntPair = int | tuple[int, int] | list[int]
@@ -134,6 +135,8 @@ def deform_conv2d(
     dtype = call_dtype(input=input, offset=offset, mask=mask)
     _check_shapes(input, offset, weight, bias, mask, geo)
 
+    if exporting():
+        return onnx_form("deform_conv2d")(input, offset, weight, bias, mask, geo)
     chosen = SPEC.choose(input.device, dtype, backend)
     if mask is None:
         mask = offset.new_ones(offset.shape[0], offset.shape[1] // 2, offset.shape[2], offset.shape[3])

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from vqcnir_ops._validate import check_tensor
 from vqcnir_ops.deform.functional import IntPair, _pair, deform_conv2d, geometry
+from vqcnir_ops.validation import check_tensor
 
 
 class DeformConv2d(nn.Module):

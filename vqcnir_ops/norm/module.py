@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vqcnir_ops._validate import check_tensor
 from vqcnir_ops.norm.reference import layer_norm_2d_ref
+from vqcnir_ops.validation import check_tensor
 
 
 class LayerNorm2d(nn.Module):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from vqcnir_ops._validate import check_same_device, check_tensor
 from vqcnir_ops.quantize import op as _op  # noqa: F401  (registers torch.ops.vqcnir.nearest_code_*)
 from vqcnir_ops.quantize.backends import SPEC
+from vqcnir_ops.to_onnx import exporting, onnx_form
+from vqcnir_ops.validation import check_same_device, check_tensor
 
 
 def nearest_code(
@@ -48,6 +49,8 @@ def nearest_code(
     if z.shape[1] == 0:
         raise ValueError("arguments 'z' and 'codebook' must have D >= 1, got D = 0")
     check_same_device(z=z, codebook=codebook)
+    if exporting():
+        return onnx_form("nearest_code")(z, codebook)
     chosen = SPEC.choose(z.device, z.dtype, backend)  # z, the activation, decides the dtype (vqcnir_ops._dtypes)
     dist, indices = torch.ops.vqcnir.nearest_code_fwd(z, codebook, chosen)
     return indices, dist

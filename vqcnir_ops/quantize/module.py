@@ -11,8 +11,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from vqcnir_ops._validate import check_tensor
 from vqcnir_ops.quantize.functional import nearest_code
+from vqcnir_ops.validation import check_tensor
 
 
 class QuantizerOutput(NamedTuple):

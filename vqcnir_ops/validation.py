@@ -1,4 +1,7 @@
-"""Argument checks for the public functionals: each error names the argument and what was expected."""
+"""Argument checks shared by the functionals and layers of vqcnir_ops and by vqcnir (public: ``vqcnir_ops.validation``).
+
+Each error names the argument and what was expected.
+"""
 
 from __future__ import annotations
 
