@@ -71,6 +71,7 @@ def parse_args(
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="dtype of the inputs")
     parser.add_argument("--quick", action="store_true", help="one small case (smoke test)")
     parser.add_argument("--only", default="", help="comma-separated texts: only cases whose name contains one")
+    parser.add_argument("--providers", default="", help="comma-separated provider names: only these (and the baseline)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile providers")
     parser.add_argument("--no-save", action="store_true", help="print only; do not append JSON")
     parser.add_argument("--results-dir", default=RESULTS_DIR, help=f"where <bench>.jsonl is appended ({RESULTS_DIR})")
@@ -199,6 +200,12 @@ def run(
     zero-argument callable; one that raises is reported with its error instead of a time. Prints the
     table, appends the JSON record (unless ``args.no_save``) and a copy to ``args.json_out``."""
     repeat = getattr(args, "repeat", 1)
+    wanted = {name.strip() for name in getattr(args, "providers", "").split(",") if name.strip()}
+    if wanted:
+        unknown = wanted - set(providers)
+        if unknown:
+            raise SystemExit(f"--providers {sorted(unknown)}: no such provider here; available: {list(providers)}")
+        providers = {name: make for name, make in providers.items() if name in wanted or name == baseline}
     report = Report(bench=bench, device=device_name(device), torch=torch.__version__,
                     dtype=str(args.dtype).removeprefix("torch."), threads=torch.get_num_threads(), repeat=repeat,
                     load=[os.getloadavg()[0]], clock=getattr(args, "clock", "wall"))  # fmt: skip
