@@ -52,6 +52,10 @@ class Report:
     torch: str
     dtype: str = "float32"
     results: list[Result] = field(default_factory=list)
+    threads: int | None = None  # torch CPU threads
+    repeat: int = 1  # interleaved rounds of every provider; each time is the median of the rounds
+    load: list[float] | None = None  # 1-minute load average before and after the run (other work on the machine)
+    clock: str = "wall"  # "wall" time, or the "process" CPU time (see --clock)
 
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -67,10 +71,21 @@ def parse_args(
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="dtype of the inputs")
     parser.add_argument("--quick", action="store_true", help="one small case (smoke test)")
     parser.add_argument("--only", default="", help="comma-separated texts: only cases whose name contains one")
+    parser.add_argument("--providers", default="", help="comma-separated provider names: only these (and the baseline)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile providers")
     parser.add_argument("--no-save", action="store_true", help="print only; do not append JSON")
     parser.add_argument("--results-dir", default=RESULTS_DIR, help=f"where <bench>.jsonl is appended ({RESULTS_DIR})")
     parser.add_argument("--json-out", default="", help="also append this run's report(s) to this file, one JSON a line")
+    parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="rounds of every provider per case, interleaved (provider A, B, ..., A, B, ...); the median of the "
+        "rounds is reported, so load that comes and goes hits every provider alike",
+    )  # fmt: skip
+    parser.add_argument(
+        "--clock", choices=("wall", "process"), default="wall",
+        help="wall: elapsed time; process: the CPU time this process used (with --threads 1 on a CPU shared with "
+        "other work, time spent descheduled does not count)",
+    )  # fmt: skip
     parser.add_argument(
         "--threads", type=int, default=None,
         help="torch CPU threads (default: torch's). On a loaded machine use 1: OpenMP workers that spin while "
@@ -84,6 +99,10 @@ def parse_args(
                      f"{torch.version.cuda})")  # fmt: skip
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
+    if args.clock == "process" and (args.device != "cpu" or torch.get_num_threads() != 1):
+        parser.error("--clock process needs --device cpu --threads 1 (it sums the CPU time of every thread)")
     args.dtype = DTYPES[args.dtype]
     return args
 
@@ -113,18 +132,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_ms(fn: Callable[[], object], device: torch.device, min_seconds: float = 0.3, max_reps: int = 50) -> float:
-    """Median wall time of ``fn`` in ms after two warm-up calls (which also trigger compilation)."""
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+
+
+def time_ms(
+    fn: Callable[[], object], device: torch.device, min_seconds: float = 0.3, max_reps: int = 50, clock: str = "wall"
+) -> float:
+    """Median time of ``fn`` in ms (``clock``: see ``--clock``) after two warm-up calls (which also trigger
+    compilation)."""
+    now = CLOCKS[clock]
     for _ in range(2):
         fn()
     _sync(device)
     samples: list[float] = []
     start_all = time.perf_counter()
     while len(samples) < 3 or (time.perf_counter() - start_all < min_seconds and len(samples) < max_reps):
-        start = time.perf_counter()
+        start = now()
         fn()
         _sync(device)
-        samples.append(1e3 * (time.perf_counter() - start))
+        samples.append(1e3 * (now() - start))
     return statistics.median(samples)
 
 
@@ -173,26 +199,43 @@ def run(
     """Time every provider on every case selected by ``args.only``. A provider maps inputs to a
     zero-argument callable; one that raises is reported with its error instead of a time. Prints the
     table, appends the JSON record (unless ``args.no_save``) and a copy to ``args.json_out``."""
+    repeat = getattr(args, "repeat", 1)
+    wanted = {name.strip() for name in getattr(args, "providers", "").split(",") if name.strip()}
+    if wanted:
+        unknown = wanted - set(providers)
+        if unknown:
+            raise SystemExit(f"--providers {sorted(unknown)}: no such provider here; available: {list(providers)}")
+        providers = {name: make for name, make in providers.items() if name in wanted or name == baseline}
     report = Report(bench=bench, device=device_name(device), torch=torch.__version__,
-                    dtype=str(args.dtype).removeprefix("torch."))  # fmt: skip
+                    dtype=str(args.dtype).removeprefix("torch."), threads=torch.get_num_threads(), repeat=repeat,
+                    load=[os.getloadavg()[0]], clock=getattr(args, "clock", "wall"))  # fmt: skip
     for case in select(cases, args.only):
         inputs = case.make_inputs(device)
-        base_ms = None
-        for name, make in providers.items():
-            try:
-                fn = make(inputs)
-                ms = time_ms(fn, device)
-                memory = peak_mib(fn, device)
-            except Exception as error:  # a provider that cannot run this case is reported, not fatal
-                report.results.append(Result(case.name, name, float("nan"), note=f"{type(error).__name__}: {error}"))
+        calls: dict[str, Callable[[], object]] = {}
+        samples: dict[str, list[float]] = {}
+        errors: dict[str, str] = {}
+        for _ in range(repeat):  # interleaved rounds: every provider once per round
+            for name, make in providers.items():
+                if name in errors:
+                    continue
+                try:
+                    if name not in calls:
+                        calls[name] = make(inputs)
+                    samples.setdefault(name, []).append(time_ms(calls[name], device, clock=report.clock))
+                except Exception as error:  # a provider that cannot run this case is reported, not fatal
+                    errors[name] = f"{type(error).__name__}: {error}"
+        base_ms = statistics.median(samples[baseline]) if baseline in samples else None
+        for name in providers:
+            if name in errors:
+                report.results.append(Result(case.name, name, float("nan"), note=errors[name]))
                 continue
-            if name == baseline:
-                base_ms = ms
-            result = Result(case.name, name, ms, peak_mib=memory)
+            ms = statistics.median(samples[name])
+            result = Result(case.name, name, ms, peak_mib=peak_mib(calls[name], device))
             result.ratio_to_baseline = base_ms / ms if base_ms else None
             result.tflops = case.flops / ms / 1e9 if case.flops else None
             result.gbps = case.bytes / ms / 1e6 if case.bytes else None
             report.results.append(result)
+    report.load.append(os.getloadavg()[0])
     print_table(report, baseline)
     if not args.no_save:
         append_json(report, args.results_dir)
@@ -204,7 +247,8 @@ def run(
 
 def print_table(report: Report, baseline: str) -> None:
     print(f"\n{report.bench} on {report.device}, torch {report.torch}, {report.dtype} inputs; "
-          f"speed-up = {baseline} time / provider time")  # fmt: skip
+          f"speed-up = {baseline} time / provider time; {report.clock} clock, median of {report.repeat} interleaved "
+          f"round(s); load average {report.load}")  # fmt: skip
     header = f"{'case':<34} {'provider':<22} {'ms':>10} {'speed-up':>9} {'peak MiB':>9} {'TFLOP/s':>8} {'GB/s':>8}"
     print(header)
     print("-" * len(header))

@@ -38,6 +38,8 @@ def cdist(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.
 def cases(quick: bool, dtype: torch.dtype) -> list[Case]:
     shapes = [("256px batch 8: N=8192 K=1024 D=512", 8192, 1024, 512),
               ("1080p: N=32400 K=1024 D=512", 32400, 1024, 512),
+              ("tiny preset 256px batch 4: N=4096 K=64 D=32", 4096, 64, 32),
+              ("small model: N=16384 K=512 D=128", 16384, 512, 128),
               ("small codes: N=8192 K=16384 D=8", 8192, 16384, 8)]  # fmt: skip
     if quick:
         shapes = [(f"quick: N={n} K={k} D={d}", n, k, d) for n, k, d in [(1024, 256, 64)]]

@@ -10,6 +10,9 @@ TORCH_LIBRARY(vqcnir_C, m) {
   // (codebook side in the compute dtype: float64 for float64 z, else float32).
   // Returns (index int64 [N], dist [N] in the compute dtype). See vqcnir_ops/quantize/reference.py.
   m.def("nearest_code(Tensor z, Tensor mu, Tensor codes, Tensor code_sqnorm) -> (Tensor, Tensor)");
+  // codebook [K, D] (any float dtype) -> [K] int64 index of each code's first bitwise-equal copy, or an
+  // empty tensor when all codes differ (first_duplicates in vqcnir_ops/quantize/reference.py). CPU only.
+  m.def("first_copies(Tensor codebook) -> Tensor");
   // IMACConv curve mapping. x [B, S, Cs, H, W], a [B, S, n, H, W] (1 <= n <= 16), same floating dtype, any
   // strides. fwd -> y; bwd(dy like x) -> (dx, da), da summed over each split's Cs channels in a fixed
   // order. Outputs are contiguous. See vqcnir_ops/curve/reference.py.

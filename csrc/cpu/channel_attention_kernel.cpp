@@ -4,15 +4,18 @@
 // block of kColumns): the blocks do not depend on the thread count, so results do not either.
 //
 // - channel_gram: per task, x @ y^T and the squared row norms of its column block, in slices of kSlice
-//   columns upcast to the compute dtype (one GEMM per slice, single-threaded inside the parallel region).
-//   The per-block partials are then added in block order: a fixed order, no atomics.
+//   columns upcast to the compute dtype (one GEMM per slice, single-threaded inside the parallel region;
+//   the norms by a plain loop over the slice the GEMM just read, still in cache). The per-block partials
+//   are then added in block order: a fixed order, no atomics.
 // Tensor ops inside the parallel region run single-threaded, under a NoGradGuard (this is a kernel).
-// - channel_mix: per task, w @ z + a * x for its column block, written in z's dtype.
+// - channel_mix: per task, w @ z + a * x for its column block, written in z's dtype; in the compute dtype
+//   the GEMM accumulates straight into the output (a * x written first, then addmm with beta 1).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <optional>
+#include <vector>
 
 #include "vqcnir/checks.h"
 #include "vqcnir/dtypes.h"
@@ -37,6 +40,21 @@ void check_like(const at::Tensor& ref, const char* ref_name, const at::Tensor& t
   check_same_device(ref, ref_name, t, name);
 }
 
+// Adds the squared norm of each row of m [C, len] (compute dtype) to out [C] (contiguous).
+template <typename scalar_t>
+void add_row_sqnorms(const at::Tensor& m, scalar_t* out) {
+  const at::Tensor rows = m.stride(1) == 1 ? m : m.contiguous();
+  const scalar_t* data = rows.data_ptr<scalar_t>();
+  const int64_t len = rows.size(1), ld = rows.stride(0);
+  for (int64_t c = 0; c < rows.size(0); ++c) {
+    const scalar_t* row = data + c * ld;
+    scalar_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < len; ++j) sum += row[j] * row[j];
+    out[c] += sum;
+  }
+}
+
 // x @ y^T, |x|^2, |y|^2 over N; x and y [B, heads, C, N] of one floating dtype.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu(const at::Tensor& x, const at::Tensor& y) {
   check_bhcn(x, "x");
@@ -58,8 +76,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu(const at::Tensor
         const at::Tensor xf = xs[i].narrow(1, c0, len).to(opts.dtype());
         const at::Tensor yf = ys[i].narrow(1, c0, len).to(opts.dtype());
         g.addmm_(xf, yf.t());
-        nx.add_(xf.mul(xf).sum(1));
-        ny.add_(yf.mul(yf).sum(1));
+        AT_DISPATCH_FLOATING_TYPES(opts.dtype().toScalarType(), "channel_gram_norms", [&] {
+          add_row_sqnorms<scalar_t>(xf, nx.data_ptr<scalar_t>());
+          add_row_sqnorms<scalar_t>(yf, ny.data_ptr<scalar_t>());
+        });
       }
     }
   });
@@ -102,12 +122,23 @@ at::Tensor channel_mix_cpu(const at::Tensor& w, const at::Tensor& z, const std::
     const at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads would track these views
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / blocks, c0 = (task % blocks) * kSlice, len = std::min(kSlice, n - c0);
+      at::Tensor target = os[i].narrow(1, c0, len);
+      if (z.scalar_type() == compute) {  // accumulate in place: no temporary, one pass over the output
+        if (!x) {
+          at::mm_out(target, ws[i], zs[i].narrow(1, c0, len));
+          continue;
+        }
+        const at::Tensor xf = xs[i].narrow(1, c0, len);
+        a ? at::mul_out(target, xf, as[i]) : target.copy_(xf);
+        target.addmm_(ws[i], zs[i].narrow(1, c0, len));
+        continue;
+      }
       at::Tensor result = at::mm(ws[i], zs[i].narrow(1, c0, len).to(compute));
       if (x) {
         const at::Tensor xf = xs[i].narrow(1, c0, len).to(compute);
         a ? result.addcmul_(as[i], xf) : result.add_(xf);
       }
-      os[i].narrow(1, c0, len).copy_(result);
+      target.copy_(result);
     }
   });
   return out;

@@ -8,9 +8,10 @@ import torch
 import vqcnir_ops
 from tests.backends import backend_params, device_for
 from tests.ops.conformance import BadCall, Case, Conformance, Example, Result, Tensors, st
-from vqcnir_ops import nearest_code, nearest_code_ref
+from vqcnir_ops import _extension, nearest_code, nearest_code_ref
 from vqcnir_ops._dtypes import compute_dtype
 from vqcnir_ops._testing import TOLERANCES, check_nearest_code
+from vqcnir_ops.quantize.reference import first_duplicates
 
 BACKENDS = backend_params("nearest_code")
 LOW_AND_FLOAT = [torch.float32, torch.float16, torch.bfloat16]
@@ -256,3 +257,19 @@ def test_a_float64_codebook_does_not_change_the_backend_or_the_result(backend):
 
 def test_public_api_exports():
     assert vqcnir_ops.nearest_code is nearest_code
+
+
+@pytest.mark.skipif(_extension.missing_reason() is not None, reason=str(_extension.missing_reason()))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_cpp_first_copies_match_the_reference(dtype):
+    # The C++ backend hashes rows instead of sorting them: same map as first_duplicates, bit pattern for bit
+    # pattern (NaN rows are equal to their copies, -0.0 differs from 0.0), empty when every code differs.
+    gen = torch.Generator().manual_seed(2)
+    unique = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    unique[1, 2], unique[2] = float("nan"), 0.0
+    unique[3] = unique[2]
+    unique[3, 4] = -0.0
+    codebook = unique[torch.tensor([0, 1, 2, 3, 1, 4, 2, 5, 3, 1])].to(dtype)
+    _extension.require()
+    assert torch.equal(torch.ops.vqcnir_C.first_copies(codebook), first_duplicates(codebook))
+    assert torch.ops.vqcnir_C.first_copies(unique.to(dtype)).numel() == 0 and first_duplicates(unique) is None

@@ -23,7 +23,12 @@ def _reference(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, t
 
 def _compiled(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     indices, dist = torch.ops.vqcnir_C.nearest_code(z, *center_codebook(codebook, compute_dtype(z.dtype)))
-    return dist, resolve_duplicates(indices, codebook)
+    if z.device.type != "cpu":
+        return dist, resolve_duplicates(indices, codebook)
+    # On CPU the duplicate map is the C++ hash of the rows (O(K D)): torch.unique's sort costs more than
+    # the whole search at small shapes (tiny preset: K 64, D 32).
+    first = torch.ops.vqcnir_C.first_copies(codebook)
+    return dist, (first[indices] if first.numel() else indices)
 
 
 def _triton(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
