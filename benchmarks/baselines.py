@@ -22,7 +22,6 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,8 +30,8 @@ from _harness import append_json  # noqa: E402
 
 from vqcnir.baselines import BASELINES, restore_baseline  # noqa: E402
 from vqcnir.data import build_demo_set, pair_by_relative_path, read_rgb  # noqa: E402
-from vqcnir.metrics import psnr, ssim  # noqa: E402
 from vqcnir.perceptual import LPIPS, lpips_available  # noqa: E402
+from vqcnir.scoring import mean_saturation, score_outputs  # noqa: E402
 
 SETS = ("demo-test", "demo-independent", "demo-train")
 Pair = tuple[str, np.ndarray, np.ndarray]  # (name, degraded uint8 [H, W, 3], target uint8 [H, W, 3])
@@ -59,42 +58,15 @@ def demo_folders(which: str, scratch: str) -> tuple[str, str]:
     return lq_dir, gt_dir
 
 
-def mean_saturation(images: Sequence[np.ndarray]) -> float:
-    """Mean HSV saturation ``(max - min) / max`` (0 for black) over every pixel of uint8 ``[H, W, 3]`` images."""
-    values = []
-    for image in images:
-        high, low = image.max(axis=-1).astype(np.float64), image.min(axis=-1).astype(np.float64)
-        values.append(np.where(high > 0, (high - low) / np.maximum(high, 1), 0.0).mean())
-    return float(np.mean(values))
-
-
-def _tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)
-
-
-def score(outputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], lpips: LPIPS | None = None) -> dict:
-    """Mean PSNR, SSIM, LPIPS (when given) and saturation of uint8 outputs against their targets."""
-    row = {"psnr": 0.0, "ssim": 0.0} | ({"lpips": 0.0} if lpips is not None else {})
-    for out, gt in zip(outputs, targets, strict=True):
-        x, y = _tensor(out), _tensor(gt)
-        row["psnr"] += psnr(x, y).item() / len(outputs)
-        row["ssim"] += ssim(x, y).item() / len(outputs)
-        if lpips is not None:
-            with torch.inference_mode():
-                row["lpips"] += lpips(x.float() / 255, y.float() / 255, normalize=True).item() / len(outputs)
-    row["saturation"] = mean_saturation(outputs)
-    return row
-
-
 def score_baselines(pairs: Sequence[Pair], names: Sequence[str], lpips: LPIPS | None = None) -> list[dict]:
     """One row per baseline name (and ``input``: the degraded images unchanged), with seconds per image."""
     targets = [gt for _, _, gt in pairs]
-    rows = [{"baseline": "input", "seconds_per_image": 0.0} | score([lq for _, lq, _ in pairs], targets, lpips)]
+    rows = [{"baseline": "input", "seconds_per_image": 0.0} | score_outputs([lq for _, lq, _ in pairs], targets, lpips)]
     for name in names:
         start = time.perf_counter()
         outputs = [restore_baseline(lq, name) for _, lq, _ in pairs]
         seconds = (time.perf_counter() - start) / len(pairs)
-        rows.append({"baseline": name, "seconds_per_image": seconds} | score(outputs, targets, lpips))
+        rows.append({"baseline": name, "seconds_per_image": seconds} | score_outputs(outputs, targets, lpips))
     return rows
 
 

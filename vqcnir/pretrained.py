@@ -35,7 +35,7 @@ def is_pretrained_name(value: object) -> bool:
 
 def model_card(name: str = DEFAULT_MODEL) -> dict[str, Any]:
     """The card (``card.json``) of the shipped model ``name``; ValueError listing the names for an unknown one."""
-    folder = _folder(name)
+    folder = pretrained_folder(name)
     path = os.path.join(folder, CARD_NAME)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -50,7 +50,7 @@ def model_card(name: str = DEFAULT_MODEL) -> dict[str, Any]:
 def pretrained_dir(name: str = DEFAULT_MODEL) -> str:
     """The folder of the shipped model ``name``, after checking its weights against the card's sha256."""
     card = model_card(name)
-    folder = _folder(name)
+    folder = pretrained_folder(name)
     weights = os.path.join(folder, WEIGHTS_NAME)
     digest = file_sha256(weights)
     if digest != card["sha256"]:
@@ -73,7 +73,8 @@ def file_sha256(path: str) -> str:
     return hasher.hexdigest()
 
 
-def _folder(name: str) -> str:
+def pretrained_folder(name: str) -> str:
+    """The folder of the shipped model ``name`` (its digest not checked: :func:`pretrained_dir` does)."""
     if not is_pretrained_name(name):
         shipped = pretrained_names()
         raise ValueError(

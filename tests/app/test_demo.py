@@ -43,6 +43,10 @@ def test_demo_restores_scores_and_prints_how_to_open_the_page(tmp_path, monkeypa
     expected_input_ssim = np.mean([ssim(_tensor(lq), _tensor(gt)).item() for lq, gt in pairs])
     assert abs(scores["psnr"] - expected_psnr) < 1e-9
     assert abs(scores["input_ssim"] - expected_input_ssim) < 1e-9
+    classical = [read_rgb(os.path.join(output + "_classical", f"{name}.png")) for name in ("chelsea_0", "coffee_1")]
+    targets = [gt for _, gt in pairs]
+    expected_baseline = np.mean([psnr(_tensor(c), _tensor(g)).item() for c, g in zip(classical, targets, strict=True)])
+    assert abs(scores["baseline_psnr"] - expected_baseline) < 1e-9
     with Image.open(output + "_comparison.png") as grid:  # input | restored | target, one row per pair
         assert grid.size == (3 * 32 + 2 * 2, 2 * 32 + 2)
     printed = capsys.readouterr().out
@@ -52,7 +56,9 @@ def test_demo_restores_scores_and_prints_how_to_open_the_page(tmp_path, monkeypa
 
 def test_check_says_whether_a_model_is_there(tmp_path, monkeypatch, capsys):
     assert demo.main(["--check", "--model", str(tmp_path)]) == 0
-    assert f"demo model: {tmp_path}" in capsys.readouterr().out
-    monkeypatch.setattr(demo, "demo_model_folders", lambda roots: [])
-    assert demo.main(["--check"]) == 1  # scripts/demo.sh then trains
-    assert "no demo-trained model yet" in capsys.readouterr().out
+    assert f"model: {tmp_path}" in capsys.readouterr().out
+    assert demo.main(["--check"]) == 0  # the shipped default model: nothing to train
+    assert "model: default" in capsys.readouterr().out
+    monkeypatch.setattr(demo, "resolve_model", lambda given: None)
+    assert demo.main(["--check"]) == 1
+    assert "no model yet" in capsys.readouterr().out

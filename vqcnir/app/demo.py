@@ -1,10 +1,12 @@
-"""The README's first command (``bash scripts/demo.sh``) after training: restore the held-out demo photos.
+"""The README's first command (``bash scripts/demo.sh``): restore the held-out demo photos, no training needed.
 
-    python -m vqcnir.app.demo --check     # exit 0 when a demo-trained model exists, 1 when it must be trained
+    python -m vqcnir.app.demo --check     # exit 0 when a model to restore with exists (shipped or demo-trained)
     python -m vqcnir.app.demo             # restore, print PSNR/SSIM, say where the images are
+    python -m vqcnir.app.demo --model experiments/vqcnir_demo/final     # the model `train_demo.sh` trains
 
 Restores the demo set's held-out test pairs (tiles of scikit-image photos never seen in training,
-:func:`vqcnir.data.build_demo_set`) with the demo-trained model as ``vqcnir-restore`` does, scores the
+:func:`vqcnir.data.build_demo_set`) with the shipped default model (``vqcnir.load_pretrained("default")``,
+else the demo-trained one) as ``vqcnir-restore`` does, scores the
 night inputs and the restorations against the sharp, well-lit targets as ``vqcnir-evaluate`` does (PSNR on
 RGB, SSIM on Y), writes an input | restored | target grid, and prints the command that opens the page on
 the restored folder beside its inputs.
@@ -20,16 +22,19 @@ from collections.abc import Sequence
 
 import torch
 
+from vqcnir.baselines import restore_baseline
 from vqcnir.data import build_demo_set, pair_by_relative_path, read_rgb
 from vqcnir.data.demo import TEST_PHOTOS
 from vqcnir.data.folders import read_pair, to_tensor
 from vqcnir.device import device_argument
+from vqcnir.io import write_png
 from vqcnir.metrics import psnr, ssim
 from vqcnir.restoring.files import plan_jobs, restore_all
-from vqcnir.restoring.models import demo_model_folders, demo_options, display_path, load_model, repository_root
+from vqcnir.restoring.models import demo_options, display_path, load_model, repository_root, resolve_model
 from vqcnir.training.monitor import save_image_grid
 
-RESTORED_FOLDER = "demo_restored"  # inside the demo experiment folder, beside final/ and best/
+RESTORED_FOLDER = "demo_restored"  # inside experiments/default_model_demo/
+BASELINE = "exposure+tv"  # the best classical baseline on the held-out night photos (README, "The default model")
 
 
 def _score(pairs: Sequence[tuple[str, str]]) -> dict[str, float]:
@@ -60,7 +65,11 @@ def run(model_dir: str, output: str, device: torch.device, padding: str = "offic
         raise RuntimeError(f"could not read {len(skipped)} demo input(s), e.g. {skipped[0]}: rebuild the demo set")
     night = pair_by_relative_path(inputs, targets)
     restored = pair_by_relative_path(output, targets)
-    before, after = _score(night), _score(restored)
+    classical_dir = output.rstrip(os.sep) + "_classical"
+    for lq, gt in night:
+        write_png(os.path.join(classical_dir, os.path.basename(gt)), restore_baseline(read_rgb(lq), BASELINE))
+    classical = pair_by_relative_path(classical_dir, targets)
+    before, after, baseline = _score(night), _score(restored), _score(classical)
     grid = output.rstrip(os.sep) + "_comparison.png"
     sources = [lq for lq, _ in night]
     save_image_grid(grid, [_stack(sources), _stack([r for r, _ in restored]), _stack([gt for _, gt in night])], 64)
@@ -71,6 +80,7 @@ def run(model_dir: str, output: str, device: torch.device, padding: str = "offic
     print(f"restored with {model_text}")
     print("                          PSNR (dB)   SSIM (Y)")
     print(f"  input (night, blurred)  {before['psnr']:9.2f}   {before['ssim']:.4f}")
+    print(f"  classical ({BASELINE})  {baseline['psnr']:9.2f}   {baseline['ssim']:.4f}")
     print(f"  restored                {after['psnr']:9.2f}   {after['ssim']:.4f}")
     print(f"\nbefore (night inputs):    {inputs_text}")
     print(f"after (restored PNGs):    {output_text}")
@@ -79,26 +89,34 @@ def run(model_dir: str, output: str, device: torch.device, padding: str = "offic
     app = os.path.join(display_path(venv_bin), "vqcnir-app")
     print("\nopen the page on them (then http://127.0.0.1:7860, tab 'Folder'; your own photos in 'Restore photos'):")
     print(f"  {app} --model {model_text} --inputs {inputs_text} --restored {output_text}")
-    return {"input_psnr": before["psnr"], "input_ssim": before["ssim"], "psnr": after["psnr"], "ssim": after["ssim"]}
+    return {
+        "input_psnr": before["psnr"],
+        "input_ssim": before["ssim"],
+        "baseline_psnr": baseline["psnr"],
+        "baseline_ssim": baseline["ssim"],
+        "psnr": after["psnr"],
+        "ssim": after["ssim"],
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vqcnir.app.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only say whether a demo-trained model exists")
-    parser.add_argument("--model", help="model folder (default: the demo recipe's final, else best)")
+    parser.add_argument("--check", action="store_true", help="only say whether a model to restore with exists")
+    parser.add_argument("--model", help="model folder or shipped name (default: 'default', else the demo's)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     args = parser.parse_args(argv)
     root, options = repository_root(), demo_options()
     if root is None or options is None:
         parser.error("the demo needs the vqcnir checkout (recipes/configs/vqcnir_demo.yaml); install it with -e")
-    found = [args.model] if args.model else demo_model_folders([root])
+    model = resolve_model(args.model)
     if args.check:
-        print(f"demo model: {found[0]}" if found else "no demo-trained model yet: training it")
-        return 0 if found else 1
-    if not found:
-        parser.error("no demo-trained model: run python recipes/train_vqcnir.py first (bash scripts/demo.sh does)")
+        print(f"model: {model}" if model else "no model yet: training the demo model")
+        return 0 if model else 1
+    if model is None:
+        parser.error("no model: run python recipes/train_vqcnir.py first (bash scripts/train_demo.sh does)")
     device = device_argument(parser, args.device)
-    run(found[0], os.path.join(root, options.experiment_dir, RESTORED_FOLDER), device, options.val.padding)
+    output = os.path.join(root, os.path.dirname(options.experiment_dir), "default_model_demo", RESTORED_FOLDER)
+    run(model, output, device, options.val.padding)
     return 0
 
 

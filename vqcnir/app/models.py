@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from vqcnir.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from vqcnir.pretrained import is_pretrained_name, pretrained_folder
 from vqcnir.restoring.models import ModelError, demo_model_folders, load_model, resolve_model
 
 
@@ -61,9 +62,11 @@ class ModelStore:
         if not path or not path.strip():
             raise ModelError("no model chosen: give a save_pretrained folder or an official .pth file")
         path = path.strip()
-        if not os.path.exists(path):
+        shipped = not os.path.exists(path) and is_pretrained_name(path)  # "default": vqcnir/weights/default
+        location = pretrained_folder(path) if shipped else path
+        if not os.path.exists(location):
             raise ModelError(f"model not found: {path}")
-        key = (os.path.realpath(path), _modified(path))
+        key = (os.path.realpath(location), _modified(location))
         with self.lock:
             if self._key != key or self._loaded is None:
                 self._loaded = None  # let the previous model go before the next one is built

@@ -16,8 +16,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from vqcnir.cli.models import load_model
+import torch
+
+import vqcnir
 from vqcnir.export import DEFAULT_OPSET, PADDINGS, export_onnx
+from vqcnir.pretrained import is_pretrained_name
 from vqcnir_ops.to_onnx import MIN_OPSET
 
 
@@ -25,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vqcnir-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("model", metavar="MODEL", help="checkpoint folder (save_pretrained) or official .pth file")
+    parser.add_argument("model", metavar="MODEL", help="checkpoint folder (save_pretrained), official .pth file or shipped name (default)")
     parser.add_argument("--onnx", required=True, metavar="OUT", help="the ONNX file to write")
     parser.add_argument(
         "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, >= {MIN_OPSET} (default {DEFAULT_OPSET})"
@@ -38,6 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load(path: str) -> torch.nn.Module:
+    """A stage-1 VQGAN or a VQCNIR (both export): an official ``.pth`` file, a ``save_pretrained`` folder or
+    a shipped model's name (``default``). The restore layer's loader is not used: it refuses stage-1 models."""
+    if os.path.isfile(path):
+        return vqcnir.load_official_checkpoint(path).eval()
+    if not os.path.exists(path) and not is_pretrained_name(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return vqcnir.load_pretrained(path).eval()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -47,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not os.path.isdir(folder):
         parser.error(f"argument --onnx: folder not found: {folder}")
     try:
-        model = load_model(args.model)
-    except (FileNotFoundError, ValueError) as error:
-        parser.error(str(error))
+        model = _load(args.model)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as error:  # CheckpointError is a ValueError
+        parser.error(f"argument MODEL: cannot load {args.model!r}: {str(error).splitlines()[0]}")
     print(f"exporting {type(model).__name__} from {args.model} with ONNX opset {args.opset}", flush=True)
     try:
         written = export_onnx(model, args.onnx, opset=args.opset, padding=args.padding)
@@ -66,3 +79,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -16,7 +16,6 @@ deleted by vqcnir, so any number of processes can build and read sets at the sam
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from vqcnir.io import StagingFolder, remove_stale, write_json
 
 from .degrade import NightBlurParams
 from .io import read_rgb
+from .photos import package_folder
 from .synthetic import synthesize_pairs
 
 FORMAT_VERSION = 1
@@ -79,10 +79,8 @@ def default_cache_dir() -> str:
 
 
 def _package_data_dir(package: str) -> str | None:
-    spec = importlib.util.find_spec(package)  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return os.path.join(list(spec.submodule_search_locations)[0], "data")
+    folder = package_folder(package)
+    return os.path.join(folder, "data") if folder else None
 
 
 def available_sources() -> list[tuple[str, str, str]]:

@@ -18,6 +18,7 @@ from torch import nn
 
 from vqcnir import inference
 from vqcnir.checkpoint import CONFIG_NAME, MODEL_CLASSES, WEIGHTS_NAME, CheckpointError, read_config
+from vqcnir.pretrained import DEFAULT_MODEL, pretrained_names
 
 if TYPE_CHECKING:
     from vqcnir.training.config import RecipeOptions
@@ -99,6 +100,8 @@ def resolve_model(given: str | None) -> str | None:
     """
     if given:
         return given
+    if DEFAULT_MODEL in pretrained_names():
+        return DEFAULT_MODEL
     return next(iter(demo_model_folders()), None)
 
 
