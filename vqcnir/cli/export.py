@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vqcnir-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("model", metavar="MODEL", help="checkpoint folder (save_pretrained), official .pth file or shipped name (default)")
+    parser.add_argument("model", metavar="MODEL", help="save_pretrained folder, official .pth or shipped name")
     parser.add_argument("--onnx", required=True, metavar="OUT", help="the ONNX file to write")
     parser.add_argument(
         "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, >= {MIN_OPSET} (default {DEFAULT_OPSET})"
