@@ -92,7 +92,8 @@ def demo_model_folders(roots: Sequence[str] | None = None) -> list[str]:
 
 
 def resolve_model(given: str | None) -> str | None:
-    """The model to restore with: ``given`` (``--model``), else the default one, else None (nothing found).
+    """The model to restore with: ``given`` (``--model``), else the shipped ``"default"`` model
+    (:mod:`vqcnir.pretrained`), else the demo-trained one, else None (nothing found).
 
     The one place that picks the default model, for ``vqcnir-restore`` and the page alike. What it returns
     goes to :func:`load_model`, which hands anything but an official ``.pth`` file to
