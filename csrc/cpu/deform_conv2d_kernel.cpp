@@ -50,6 +50,13 @@ int64_t chunk_pixels(const DeformGeometry& g) {
   return std::max<int64_t>(1, std::min(g.pixels(), kColumnBudget / rows));
 }
 
+// floor(v) for a finite v of moderate size (truncation, then one step down for negative non-integers).
+template <typename scalar_t>
+inline int64_t floor_clamped(scalar_t v) {
+  const int64_t t = int64_t(v);
+  return t - (scalar_t(t) > v ? 1 : 0);
+}
+
 // The four neighbours of a sample at (y, x), following vqcnir_ops/deform/reference.py: far-away points (and
 // +-inf) are clamped to just outside the image, where every neighbour is outside (weight 0, never read); a NaN
 // position has no neighbour and NaN weights and fractional parts, so the sample (weight * 0) is NaN and it
@@ -59,11 +66,13 @@ void locate(const DeformGeometry& g, scalar_t y, scalar_t x, Sample<scalar_t>& s
   const bool nan = std::isnan(y) || std::isnan(x);
   y = nan ? scalar_t(-2) : std::min(std::max(y, scalar_t(-2)), scalar_t(g.height + 1));
   x = nan ? scalar_t(-2) : std::min(std::max(x, scalar_t(-2)), scalar_t(g.width + 1));
-  const scalar_t fy = std::floor(y), fx = std::floor(x);
+  // floor by conversion (y and x are clamped to [-2, size + 1] here): std::floor is a libm call on x86-64
+  // builds without SSE4.1, and this runs once per (offset group, tap, pixel).
+  const int64_t y0 = floor_clamped(y), x0 = floor_clamped(x);
+  const scalar_t fy = scalar_t(y0), fx = scalar_t(x0);
   const scalar_t poison = nan ? std::numeric_limits<scalar_t>::quiet_NaN() : scalar_t(1);
   s.ly = (y - fy) * poison;
   s.lx = (x - fx) * poison;
-  const int64_t y0 = int64_t(fy), x0 = int64_t(fx);
   const scalar_t wy[2] = {1 - s.ly, s.ly}, wx[2] = {1 - s.lx, s.lx};
   for (int c = 0; c < 4; ++c) {
     const int64_t yy = y0 + c / 2, xx = x0 + c % 2;
@@ -85,13 +94,17 @@ void build_plan(const DeformGeometry& g, const scalar_t* offset_b, int64_t p0, i
       const int64_t i = k / g.kernel_w, j = k % g.kernel_w;
       const scalar_t* dy = offset_b + (2 * gk) * pixels;
       const scalar_t* dx = dy + pixels;
+      int64_t ho = p0 / g.out_w, wo = p0 % g.out_w;  // stepped along, no division per pixel
       for (int64_t q = 0; q < n; ++q) {
         const int64_t p = p0 + q;
-        const int64_t ho = p / g.out_w, wo = p % g.out_w;
         const scalar_t y = scalar_t(ho * g.stride_h - g.pad_h + i * g.dilation_h) + dy[p];
         const scalar_t x = scalar_t(wo * g.stride_w - g.pad_w + j * g.dilation_w) + dx[p];
         Sample<scalar_t>& s = plan[gk * n + q];
         locate(g, y, x, s);
+        if (++wo == g.out_w) {
+          wo = 0;
+          ++ho;
+        }
       }
     }
   });
@@ -103,6 +116,7 @@ void fill_columns(const DeformGeometry& g, const scalar_t* input_b, const scalar
                   const std::vector<Sample<scalar_t>>& plan, scalar_t* columns) {
   const int64_t taps = g.taps(), hw = g.height * g.width, cpg = g.channels_per_offset_group();
   vqcnir::parallel_for(0, g.channels * taps, 16, [&](int64_t begin, int64_t end) {
+    const scalar_t zero = 0;  // read instead of an outside neighbour: a select of the address, not a branch
     for (int64_t row = begin; row < end; ++row) {
       const int64_t c = row / taps, k = row % taps, gk = (c / cpg) * taps + k;
       const scalar_t* plane = input_b + c * hw;
@@ -110,9 +124,10 @@ void fill_columns(const DeformGeometry& g, const scalar_t* input_b, const scalar
       const Sample<scalar_t>* s = plan.data() + gk * n;
       scalar_t* out = columns + row * n;
       for (int64_t q = 0; q < n; ++q) {
-        scalar_t v = 0;
+        const Sample<scalar_t>& sq = s[q];
         // weight * value, the value 0 outside the image: a NaN weight (NaN position) makes the sample NaN.
-        for (int t = 0; t < 4; ++t) v += s[q].weight[t] * (s[q].index[t] >= 0 ? plane[s[q].index[t]] : scalar_t(0));
+        scalar_t v = 0;
+        for (int t = 0; t < 4; ++t) v += sq.weight[t] * *(sq.index[t] >= 0 ? plane + sq.index[t] : &zero);
         out[q] = m[q] * v;
       }
     }
@@ -176,23 +191,37 @@ void columns_to_coords(const DeformGeometry& g, const scalar_t* grad_cols, const
   });
 }
 
-// grad_input[b] += scatter of mask * grad_columns, parallel over channels (no two tasks share a plane).
+// Work items of the scatter: (offset group, block of kChannelBlock channels of that group). A sample's plan
+// entry (56 bytes) is read once per block instead of once per channel.
+constexpr int64_t kChannelBlock = 8;
+
+int64_t channel_blocks(const DeformGeometry& g) {
+  return (g.channels_per_offset_group() + kChannelBlock - 1) / kChannelBlock;
+}
+
+// grad_input[b] += scatter of mask * grad_columns, parallel over (offset group, channel block): no two tasks
+// share a plane, and each plane receives its updates in (tap, pixel, neighbour) order whatever the threads.
 template <typename scalar_t>
 void columns_to_input(const DeformGeometry& g, const scalar_t* grad_cols, const scalar_t* mask_b, int64_t p0,
                       int64_t n, const std::vector<Sample<scalar_t>>& plan, scalar_t* grad_input_b) {
   const int64_t taps = g.taps(), hw = g.height * g.width, cpg = g.channels_per_offset_group();
-  vqcnir::parallel_for(0, g.channels, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      scalar_t* plane = grad_input_b + c * hw;
+  const int64_t blocks = channel_blocks(g);
+  vqcnir::parallel_for(0, g.offset_groups * blocks, 1, [&](int64_t begin, int64_t end) {
+    scalar_t sink = 0;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t og = item / blocks, c0 = og * cpg + (item % blocks) * kChannelBlock;
+      const int64_t c1 = std::min(c0 + kChannelBlock, (og + 1) * cpg);
       for (int64_t k = 0; k < taps; ++k) {
-        const int64_t gk = (c / cpg) * taps + k;
+        const int64_t gk = og * taps + k;
         const Sample<scalar_t>* s = plan.data() + gk * n;
         const scalar_t* m = mask_b + gk * g.pixels() + p0;
-        const scalar_t* gc = grad_cols + (c * taps + k) * n;
         for (int64_t q = 0; q < n; ++q) {
-          const scalar_t v = m[q] * gc[q];
-          for (int t = 0; t < 4; ++t) {
-            if (s[q].index[t] >= 0) plane[s[q].index[t]] += s[q].weight[t] * v;
+          const Sample<scalar_t> sq = s[q];
+          for (int64_t c = c0; c < c1; ++c) {
+            scalar_t* plane = grad_input_b + c * hw;
+            const scalar_t v = m[q] * grad_cols[(c * taps + k) * n + q];
+            // An outside neighbour's update goes to a scratch slot: a select of the address, not a branch.
+            for (int t = 0; t < 4; ++t) *(sq.index[t] >= 0 ? plane + sq.index[t] : &sink) += sq.weight[t] * v;
           }
         }
       }
