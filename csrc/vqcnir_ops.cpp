@@ -38,6 +38,17 @@ TORCH_LIBRARY(vqcnir_C, m) {
   // channel_mix -> w @ z + a * x in z's dtype, contiguous; w [B, heads, C, C] and a [B, heads, C] in the
   // compute dtype; x like z; a = 1 when absent, x = 0 when absent.
   m.def("channel_mix(Tensor w, Tensor z, Tensor? x, Tensor? a) -> Tensor");
+  // The whole op over these phases (CPU): torch.ops.vqcnir.bidirectional_channel_attention_fwd / _bwd's
+  // contracts (vqcnir_ops/attention/op.py), minus the backend argument.
+  m.def(
+      "channel_attention_forward(Tensor q_d, Tensor q_g, Tensor v_d, Tensor v_g, Tensor temperature, "
+      "Tensor gain_d, Tensor gain_g, Tensor? res_d, Tensor? res_g, bool normalize, float scale, float eps) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "channel_attention_backward(Tensor grad_y_d, Tensor grad_y_g, Tensor q_d, Tensor q_g, Tensor v_d, "
+      "Tensor v_g, Tensor temperature, Tensor gain_d, Tensor gain_g, Tensor attn, Tensor scores, "
+      "Tensor norm_d, Tensor norm_g, bool normalize, float scale, float eps) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 // Importing the module loads this library, which runs the registrations above and those of every

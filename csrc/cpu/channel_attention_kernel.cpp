@@ -17,6 +17,7 @@
 #include <optional>
 #include <vector>
 
+#include "vqcnir/channel_attention_phases.h"
 #include "vqcnir/checks.h"
 #include "vqcnir/dtypes.h"
 #include "vqcnir/parallel.h"
@@ -55,8 +56,10 @@ void add_row_sqnorms(const at::Tensor& m, scalar_t* out) {
   }
 }
 
-// x @ y^T, |x|^2, |y|^2 over N; x and y [B, heads, C, N] of one floating dtype.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu(const at::Tensor& x, const at::Tensor& y) {
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu_impl(const at::Tensor& x, const at::Tensor& y,
+                                                                     bool norms) {
   check_bhcn(x, "x");
   check_like(x, "x", y, "y");
   const int64_t batch = x.size(0), heads = x.size(1), channels = x.size(2), n = x.size(3);
@@ -76,6 +79,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu(const at::Tensor
         const at::Tensor xf = xs[i].narrow(1, c0, len).to(opts.dtype());
         const at::Tensor yf = ys[i].narrow(1, c0, len).to(opts.dtype());
         g.addmm_(xf, yf.t());
+        if (!norms) continue;
         AT_DISPATCH_FLOATING_TYPES(opts.dtype().toScalarType(), "channel_gram_norms", [&] {
           add_row_sqnorms<scalar_t>(xf, nx.data_ptr<scalar_t>());
           add_row_sqnorms<scalar_t>(yf, ny.data_ptr<scalar_t>());
@@ -89,11 +93,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu(const at::Tensor
     nx.add_(sqx[blk]);
     ny.add_(sqy[blk]);
   }
+  if (!norms) return {g.reshape({batch, heads, channels, channels}), at::Tensor(), at::Tensor()};
   return {g.reshape({batch, heads, channels, channels}), nx.reshape({batch, heads, channels}),
           ny.reshape({batch, heads, channels})};
 }
 
-// w @ z + a * x (a = 1 when absent, x = 0 when absent) -> contiguous [B, heads, C, N] in z's dtype.
 at::Tensor channel_mix_cpu(const at::Tensor& w, const at::Tensor& z, const std::optional<at::Tensor>& x,
                            const std::optional<at::Tensor>& a) {
   check_bhcn(z, "z");
@@ -142,6 +146,12 @@ at::Tensor channel_mix_cpu(const at::Tensor& w, const at::Tensor& z, const std::
     }
   });
   return out;
+}
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu(const at::Tensor& x, const at::Tensor& y) {
+  return channel_gram_cpu_impl(x, y, /*norms=*/true);
 }
 
 }  // namespace

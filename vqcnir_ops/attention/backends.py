@@ -1,8 +1,9 @@
 """The backends of ``bidirectional_channel_attention``, declared once (see ``vqcnir_ops._backend``).
 
 Every backend runs the two-phase algorithm of ``staged.py`` with its own two phase kernels (``Phases``):
-plain PyTorch (``reference``), the C++ kernels (``cpp``), the Triton kernels (``triton``, C <= 128 per head:
-a C x C tile of the map lives in one program). The CPU order has ``cpp`` first: it was ahead of the
+plain PyTorch (``reference``), the C++ kernels (``cpp``: driven from C++ by ``vqcnir_C.channel_attention_forward``
+/ ``_backward``, a port of ``staged.py``'s driver; ``CPP_PHASES`` drives them from Python, for comparison),
+the Triton kernels (``triton``, C <= 128 per head: a C x C tile of the map lives in one program). The CPU order has ``cpp`` first: it was ahead of the
 reference in ``benchmarks/bench_channel_attention.py`` (see the README's benchmark table).
 """
 
@@ -70,7 +71,9 @@ SPEC = OpSpec(
     "bidirectional_channel_attention",
     {
         "reference": _staged("vqcnir_ops.attention.staged:TORCH_PHASES"),
-        "cpp": _staged("vqcnir_ops.attention.backends:CPP_PHASES"),
+        # The same algorithm driven from C++ (csrc/cpu/channel_attention_staged.cpp): one call per direction
+        # instead of ~40 small PyTorch calls from Python, which cost 0.3-0.6 ms at the deepest decoder level.
+        "cpp": Backend("vqcnir_C:channel_attention_forward", "vqcnir_C:channel_attention_backward"),
         "triton": _staged("vqcnir_ops.attention.triton_kernels:TRITON_PHASES", _triton_limit),
     },
     gpu_order=("triton",),
