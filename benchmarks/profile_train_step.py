@@ -2,22 +2,28 @@
 
     python benchmarks/profile_train_step.py [--config recipes/configs/vqcnir_demo.yaml] [--threads 1]
                                             [--iterations 25] [--clock process|wall] [--profile]
+                                            [--json-out FILE] [--label TEXT]
 
 Runs the loop of ``recipes/train_vqcnir.py`` without the session around it (no logs, checkpoints or
 validation; the stage-1 prior is a randomly initialised VQGAN, which costs the same as a trained one)
 and times each part of an iteration: the next batch (loading, crops, degradation), the prior's gt codes,
 the generator's forward, and the update (losses, the discriminator when the config enables it, backward,
 optimizer and scheduler steps). Prints the median of each part and the iterations per second; with
-``--profile`` also torch.profiler's top operators. ``--clock process`` (the default with 1 thread) counts
-only this process's CPU time, so other work on a shared machine does not inflate it.
+``--profile`` also torch.profiler's top operators; ``--json-out`` appends the medians as one JSON line
+(with ``--label``, the git commit, the machine and its load), e.g. to compare two checkouts of the kernels.
+``--clock process`` (the default with 1 thread) counts only this process's CPU time, so other work on a
+shared machine does not inflate it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -44,6 +50,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=25, help="timed iterations, after 5 warm-up ones")
     parser.add_argument("--clock", choices=("wall", "process"), default=None, help="default: process with 1 thread")
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators")
+    parser.add_argument("--json-out", default=None, help="append the medians to this file as one JSON line")
+    parser.add_argument("--label", default="", help="a free text stored with --json-out (e.g. 'before')")
     args = parser.parse_args()
     if args.threads < 1 or args.iterations < 1:
         parser.error("--threads and --iterations must be >= 1")
@@ -86,11 +94,44 @@ def main() -> None:
     for part, ms in medians.items():
         print(f"  {part:<12} {ms:9.1f} ms")
     print(f"  {1e3 / medians['iteration']:.2f} iterations per second")
+    if args.json_out:
+        _append_record(args, train, clock_name, medians)
     if args.profile:
         with torch.profiler.profile() as prof:
             for number in range(6 + args.iterations, 11 + args.iterations):
                 iteration(number)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
+def _git_commit() -> str:
+    try:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        return subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _append_record(args: argparse.Namespace, train: object, clock_name: str, medians: dict[str, float]) -> None:
+    record = {
+        "bench": "profile_train_step",
+        "config": os.path.basename(args.config),
+        "label": args.label,
+        "commit": _git_commit(),
+        "batch": train.batch_size_per_gpu,
+        "crop": train.gt_size,
+        "threads": args.threads,
+        "clock": clock_name,
+        "iterations": args.iterations,
+        "median_ms": {part: round(ms, 2) for part, ms in medians.items()},
+        "iterations_per_second": round(1e3 / medians["iteration"], 3),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "load_average": list(os.getloadavg()),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with open(args.json_out, "a") as out:
+        out.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":
