@@ -8,8 +8,8 @@ Providers, each on the same input:
 
 - ``official`` (the baseline): the official op composition, i.e. the official network's forward
   (``tests/model/official_structure.py``: eager TWAM with its two softmaxes, naive matmul + argmin
-  lookup, eager IMAC curve loops) with torchvision's ``deform_conv2d`` when torchvision is installed,
-  else our plain-PyTorch reference deformable convolution;
+  lookup with the official straight-through estimator, eager IMAC curve loops) with torchvision's
+  ``deform_conv2d`` when torchvision is installed, else our plain-PyTorch reference deformable convolution;
 - ``official+compile``: that network under ``torch.compile`` (inductor): the reference model compiled;
 - ``reference``: our model with every op on its reference backend;
 - ``fused (auto)``: our model with the automatic backends (the C++ kernels on CPU);

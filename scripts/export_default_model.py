@@ -101,6 +101,16 @@ def read_log(directory: str) -> dict[str, list]:
     return series
 
 
+# Log entries further apart than this are a pause (the run stopped and was resumed later, e.g. in another
+# session), not training time: the card's wall time counts only the gaps below it.
+MAX_LOG_GAP_S = 900.0
+
+
+def active_seconds(times: list[float]) -> float:
+    """Wall seconds a run was training, from its sorted log times: the sum of the gaps below MAX_LOG_GAP_S."""
+    return sum(b - a for a, b in zip(times[:-1], times[1:], strict=True) if b - a < MAX_LOG_GAP_S)
+
+
 def training_summary(runs: str) -> dict[str, dict]:
     summary = {}
     for stage, name in STAGES.items():
@@ -111,7 +121,7 @@ def training_summary(runs: str) -> dict[str, dict]:
         summary[stage] = {
             "experiment": name,
             "iterations": max(i for values in series.values() for i, _, _ in values),
-            "wall_time_s": round(times[-1] - times[0], 1),
+            "wall_time_s": round(active_seconds(times), 1),
             "validation": [
                 {"iteration": i, "psnr": p, "ssim": s, "time": t}
                 for (i, p, t), (_, s, _) in zip(series.get("val/psnr", []), series.get("val/ssim", []), strict=True)
@@ -179,6 +189,7 @@ def main() -> None:
     parser.add_argument("--runs", required=True, help="experiments root of scripts/train_default.sh")
     parser.add_argument("--checkpoint", default="best", choices=("best", "final"), help="which stage-2 model")
     parser.add_argument("--sizing", default="", help="experiments root of the stage-1 sizing runs (curves only)")
+    parser.add_argument("--schedule", default="", help="how stage 2 was run, for the card (train_default.sh's legs)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     source = os.path.join(args.runs, STAGES["stage2"], args.checkpoint)
@@ -232,6 +243,7 @@ def main() -> None:
             "stage1": "recipes/configs/vqgan_default.yaml",
             "stage2": "recipes/configs/vqcnir_default.yaml",
             "command": "bash scripts/train_default.sh",
+            "stage2_schedule": args.schedule,
             "checkpoint": args.checkpoint,
         },
         "iterations": {stage: summary[stage]["iterations"] for stage in STAGES},
@@ -297,9 +309,9 @@ def model_card_text(card: dict) -> str:
   in 50%, Poisson-Gaussian sensor noise (75%) or Gaussian noise, JPEG (quality 50-95) in 50%.
 - **Training**: `{card['recipe']['command']}` (stage 1 `{card['recipe']['stage1']}`, stage 2
   `{card['recipe']['stage2']}`), {card['iterations']['stage1']} + {card['iterations']['stage2']} iterations at
-  batch 8 on 96 px crops, L1 + codebook / code-alignment losses; wall time
+  batch 8 on 96 px crops, L1 + codebook / code-alignment losses (+ LPIPS as the recipe says); wall time
   {card['wall_time_s']['stage1'] / 3600:.2f} h + {card['wall_time_s']['stage2'] / 3600:.2f} h on {card['hardware']}
-  (torch {card['torch']}). Checkpoint: `{card['recipe']['checkpoint']}`.
+  (torch {card['torch']}). Checkpoint: `{card['recipe']['checkpoint']}`. {card['recipe']['stage2_schedule']}
 - **Created** {card['created']} with vqcnir {card['vqcnir_version']}.
 
 ## Held-out photos (never seen in training), the training degradation ({held['pairs']} pairs)

@@ -192,7 +192,10 @@ class OfficialVQCNIR(nn.Module):
         book = self.quantize_group[0].embedding.weight
         flat = z.reshape(-1, book.shape[1])
         d = (flat**2).sum(1, keepdim=True) + (book**2).sum(1) - 2 * flat @ book.t()
-        z_q = book[d.argmin(1)].view(z.shape).permute(0, 3, 1, 2)
+        z_q = book[d.argmin(1)].view(z.shape)
+        # The official quantizer's straight-through estimator (vqlol_arch.py, "preserve gradients"): in a stage-2
+        # training step the loss's gradient reaches the encoder through the frozen decoder.
+        z_q = (z + (z_q - z).detach()).permute(0, 3, 1, 2)
         h = self.after_quant_group[0].conv(z_q)
         dec = {"z_quant": h}
         for i, block in enumerate(self.decoder_group):

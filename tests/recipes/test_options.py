@@ -84,7 +84,9 @@ def test_round_trip_through_yaml(tmp_path):
     assert load_yaml(RecipeOptions, str(path)) == options
 
 
-@pytest.mark.parametrize("name", ["vqgan_lolblur", "vqcnir_lolblur", "vqgan_demo", "vqcnir_demo"])
+@pytest.mark.parametrize(
+    "name", ["vqgan_lolblur", "vqcnir_lolblur", "vqgan_demo", "vqcnir_demo", "vqgan_default", "vqcnir_default"]
+)
 def test_shipped_configs_load(name):
     options = load_yaml(RecipeOptions, os.path.join(CONFIGS, f"{name}.yaml"))
     assert options.name == name
