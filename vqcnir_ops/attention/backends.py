@@ -1,10 +1,11 @@
 """The backends of ``bidirectional_channel_attention``, declared once (see ``vqcnir_ops._backend``).
 
 Every backend runs the two-phase algorithm of ``staged.py`` with its own two phase kernels (``Phases``):
-plain PyTorch (``reference``), the C++ kernels (``cpp``: driven from C++ by ``vqcnir_C.channel_attention_forward``
-/ ``_backward``, a port of ``staged.py``'s driver; ``CPP_PHASES`` drives them from Python, for comparison),
-the Triton kernels (``triton``, C <= 128 per head: a C x C tile of the map lives in one program). The CPU order has ``cpp`` first: it was ahead of the
-reference in ``benchmarks/bench_channel_attention.py`` (see the README's benchmark table).
+plain PyTorch (``reference``), the C++ kernels (``cpp``: driven from C++ by
+``vqcnir_C.channel_attention_forward`` / ``_backward``, a port of ``staged.py``'s driver; ``CPP_PHASES``
+drives the same kernels from Python, for comparison), the Triton kernels (``triton``, C <= 128 per head: a
+C x C tile of the map lives in one program). The CPU order has ``cpp`` first: it was ahead of the reference
+in ``benchmarks/bench_channel_attention.py`` (see the README's benchmark table).
 """
 
 from __future__ import annotations
