@@ -220,16 +220,16 @@ def load_weights(model: nn.Module, directory: str, strict: bool = True) -> nn.Mo
 def load_pretrained(directory: str, backend: str | None = None, strict: bool = True) -> nn.Module:
     """Rebuild the model saved by :func:`save_pretrained` (a ``VQGAN`` or ``VQCNIR``) from its files, or a
     model shipped with vqcnir by name (``load_pretrained("default")``: :mod:`vqcnir.pretrained`, its weights
-    checked against the model card's sha256 first; an existing folder of that name wins).
+    checked against the model card's sha256 first; an existing path of that name wins).
 
     ``backend`` forces the ``vqcnir_ops`` backend of every op in the model (default: automatic). The model
     is built from the same save as the weights it gets (see the module docstring).
     """
     from vqcnir.model import VQCNIR  # local: model imports kernels; checkpoint stays light to import
-    from vqcnir.pretrained import is_pretrained_name, pretrained_dir  # local: pretrained imports this module
+    from vqcnir.pretrained import names_shipped_model, pretrained_dir  # local: pretrained imports this module
     from vqcnir.vqgan import VQGAN
 
-    if not os.path.isdir(directory) and is_pretrained_name(directory):
+    if names_shipped_model(directory):
         directory = pretrained_dir(directory)
     name, config, state = _read_consistent(directory)
     classes: dict[str, Any] = {"VQGAN": VQGAN, "VQCNIR": VQCNIR}

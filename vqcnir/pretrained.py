@@ -33,6 +33,12 @@ def is_pretrained_name(value: object) -> bool:
     return isinstance(value, str) and os.sep not in value and "/" not in value and value in pretrained_names()
 
 
+def names_shipped_model(value: object) -> bool:
+    """True when ``value``, as a model argument, means a shipped model: it is a shipped name and no file or
+    folder of that name exists (an existing path always wins). The one rule for every entry point."""
+    return is_pretrained_name(value) and not os.path.exists(value)  # type: ignore[arg-type]
+
+
 def model_card(name: str = DEFAULT_MODEL) -> dict[str, Any]:
     """The card (``card.json``) of the shipped model ``name``; ValueError listing the names for an unknown one."""
     folder = pretrained_folder(name)

@@ -67,13 +67,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu_impl(const at::T
   const auto opts = x.options().dtype(compute_dtype(x.scalar_type()));
   const at::Tensor xs = x.reshape({bh, channels, n}), ys = y.reshape({bh, channels, n});
   at::Tensor gram = at::zeros({blocks, bh, channels, channels}, opts);
-  at::Tensor sqx = at::zeros({blocks, bh, channels}, opts), sqy = at::zeros({blocks, bh, channels}, opts);
+  const at::Tensor sqx = norms ? at::zeros({blocks, bh, channels}, opts) : at::Tensor();
+  const at::Tensor sqy = norms ? at::zeros({blocks, bh, channels}, opts) : at::Tensor();
   vqcnir::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
     const at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads would track these views
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / blocks, blk = task % blocks;
       const int64_t stop = std::min(n, (blk + 1) * kColumns);
-      at::Tensor g = gram[blk][i], nx = sqx[blk][i], ny = sqy[blk][i];
+      at::Tensor g = gram[blk][i];
       for (int64_t c0 = blk * kColumns; c0 < stop; c0 += kSlice) {
         const int64_t len = std::min(kSlice, stop - c0);
         const at::Tensor xf = xs[i].narrow(1, c0, len).to(opts.dtype());
@@ -81,19 +82,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu_impl(const at::T
         g.addmm_(xf, yf.t());
         if (!norms) continue;
         AT_DISPATCH_FLOATING_TYPES(opts.dtype().toScalarType(), "channel_gram_norms", [&] {
-          add_row_sqnorms<scalar_t>(xf, nx.data_ptr<scalar_t>());
-          add_row_sqnorms<scalar_t>(yf, ny.data_ptr<scalar_t>());
+          add_row_sqnorms<scalar_t>(xf, sqx[blk][i].data_ptr<scalar_t>());
+          add_row_sqnorms<scalar_t>(yf, sqy[blk][i].data_ptr<scalar_t>());
         });
       }
     }
   });
-  at::Tensor g = gram[0], nx = sqx[0], ny = sqy[0];  // partials of later blocks added in block order
+  // Partials of later blocks are added in block order.
+  const at::Tensor g = gram[0];
+  for (int64_t blk = 1; blk < blocks; ++blk) g.add_(gram[blk]);
+  if (!norms) return {g.reshape({batch, heads, channels, channels}), at::Tensor(), at::Tensor()};
+  const at::Tensor nx = sqx[0], ny = sqy[0];
   for (int64_t blk = 1; blk < blocks; ++blk) {
-    g.add_(gram[blk]);
     nx.add_(sqx[blk]);
     ny.add_(sqy[blk]);
   }
-  if (!norms) return {g.reshape({batch, heads, channels, channels}), at::Tensor(), at::Tensor()};
   return {g.reshape({batch, heads, channels, channels}), nx.reshape({batch, heads, channels}),
           ny.reshape({batch, heads, channels})};
 }

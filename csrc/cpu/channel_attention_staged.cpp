@@ -31,11 +31,15 @@ at::Tensor row_gain(const at::Tensor& gain, const at::Tensor& like, c10::ScalarT
   return gain.to(dtype).view({1, like.size(1), like.size(2), 1});
 }
 
-// The per-head and per-channel arguments against q_d [B, heads, C, N] (the big tensors are checked by the
+// The values, temperature and gains against q_d [B, heads, C, N] (q_g and the residuals are checked by the
 // phase kernels).
-void check_small_args(const at::Tensor& q_d, const at::Tensor& temperature, const at::Tensor& gain_d,
-                      const at::Tensor& gain_g) {
+void check_args(const at::Tensor& q_d, const at::Tensor& v_d, const at::Tensor& v_g, const at::Tensor& temperature,
+                const at::Tensor& gain_d, const at::Tensor& gain_g) {
   check_dim(q_d, "q_d", 4);
+  for (const auto& [v, name] : {std::pair{&v_d, "v_d"}, std::pair{&v_g, "v_g"}}) {
+    VQCNIR_CHECK_ARG(v->sizes() == q_d.sizes(), name, "must have the shape of 'q_d' ", q_d.sizes(), ", got ",
+                     v->sizes());
+  }
   VQCNIR_CHECK_ARG(temperature.dim() == 1 && temperature.size(0) == q_d.size(1), "temperature",
                    "must have shape [heads] = [", q_d.size(1), "], got ", temperature.sizes());
   for (const auto& [gain, name] : {std::pair{&gain_d, "gain_d"}, std::pair{&gain_g, "gain_g"}}) {
@@ -52,7 +56,7 @@ Outputs channel_attention_forward_cpu(const at::Tensor& q_d, const at::Tensor& q
                                       const at::Tensor& gain_g, const std::optional<at::Tensor>& res_d,
                                       const std::optional<at::Tensor>& res_g, bool normalize, double scale,
                                       double eps) {
-  check_small_args(q_d, temperature, gain_d, gain_g);
+  check_args(q_d, v_d, v_g, temperature, gain_d, gain_g);
   const at::NoGradGuard no_grad;  // a kernel: the custom op's autograd formula is the backward below
   auto [gram, sq_d, sq_g] = channel_gram_cpu_impl(q_d, q_g, /*norms=*/true);
   const auto dtype = gram.scalar_type();
@@ -78,7 +82,7 @@ Grads channel_attention_backward_cpu(const at::Tensor& grad_y_d, const at::Tenso
                                      const at::Tensor& gain_g, const at::Tensor& attn, const at::Tensor& scores,
                                      const at::Tensor& norm_d, const at::Tensor& norm_g, bool normalize,
                                      double scale, double eps) {
-  check_small_args(q_d, temperature, gain_d, gain_g);
+  check_args(q_d, v_d, v_g, temperature, gain_d, gain_g);
   const at::NoGradGuard no_grad;
   const auto dtype = attn.scalar_type();
   const at::Tensor row_d = row_gain(gain_d, q_d, dtype), row_g = row_gain(gain_g, q_d, dtype);

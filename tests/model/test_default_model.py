@@ -67,6 +67,16 @@ def test_shipped_by_name_with_its_card(model):
     assert resolve_model("mine") == "mine"
 
 
+def test_an_existing_path_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert pretrained.names_shipped_model("default")
+    assert not pretrained.names_shipped_model("./default") and not pretrained.names_shipped_model("nope")
+    (tmp_path / "default").mkdir()  # a user's own folder called "default" is that folder, not the shipped model
+    assert not pretrained.names_shipped_model("default")
+    with pytest.raises(FileNotFoundError, match="not a directory written by save_pretrained"):
+        vqcnir.load_pretrained("default")
+
+
 def test_damaged_or_unknown_models_are_refused(tmp_path, monkeypatch):
     shutil.copytree(os.path.join(pretrained.WEIGHTS_DIR, "default"), tmp_path / "default")
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", str(tmp_path))

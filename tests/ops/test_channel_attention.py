@@ -293,3 +293,23 @@ def test_more_than_128_channels_per_head(backend):
 
 def test_public_api_exports():
     assert vqcnir_ops.bidirectional_channel_attention is bidirectional_channel_attention
+
+
+def test_raw_cpp_whole_op_checks_its_arguments():
+    # torch.ops.vqcnir_C.channel_attention_forward is reachable without the functional's checks.
+    if vqcnir_ops._backend.backend_unavailable_reason("cpp", "cpu") is not None:
+        pytest.skip("cpp backend unavailable")
+    q, t, gain = torch.randn(1, 2, 3, 5), torch.ones(2), torch.ones(6)
+
+    def call(v_d=q, temperature=t, gain_g=gain):
+        return torch.ops.vqcnir_C.channel_attention_forward(
+            q, q, v_d, q, temperature, gain, gain_g, None, None, True, 1.0, 1e-12
+        )
+
+    with pytest.raises(ValueError, match=r"'v_d' must have the shape of 'q_d'"):
+        call(v_d=torch.randn(1, 2, 3, 4))
+    with pytest.raises(ValueError, match=r"'temperature' must have shape \[heads\]"):
+        call(temperature=torch.ones(3))
+    with pytest.raises(ValueError, match=r"'gain_g' must have shape \[heads \* C\]"):
+        call(gain_g=torch.ones(5))
+    assert call()[0].shape == q.shape

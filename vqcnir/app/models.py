@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from vqcnir.checkpoint import CONFIG_NAME, WEIGHTS_NAME
-from vqcnir.pretrained import is_pretrained_name, pretrained_folder
+from vqcnir.pretrained import names_shipped_model, pretrained_folder
 from vqcnir.restoring.models import ModelError, demo_model_folders, load_model, resolve_model
 
 
@@ -62,8 +62,7 @@ class ModelStore:
         if not path or not path.strip():
             raise ModelError("no model chosen: give a save_pretrained folder or an official .pth file")
         path = path.strip()
-        shipped = not os.path.exists(path) and is_pretrained_name(path)  # "default": vqcnir/weights/default
-        location = pretrained_folder(path) if shipped else path
+        location = pretrained_folder(path) if names_shipped_model(path) else path  # "default": vqcnir/weights/default
         if not os.path.exists(location):
             raise ModelError(f"model not found: {path}")
         key = (os.path.realpath(location), _modified(location))

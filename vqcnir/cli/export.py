@@ -20,7 +20,7 @@ import torch
 
 import vqcnir
 from vqcnir.export import DEFAULT_OPSET, PADDINGS, export_onnx
-from vqcnir.pretrained import is_pretrained_name
+from vqcnir.pretrained import names_shipped_model
 from vqcnir_ops.to_onnx import MIN_OPSET
 
 
@@ -46,7 +46,7 @@ def _load(path: str) -> torch.nn.Module:
     a shipped model's name (``default``). The restore layer's loader is not used: it refuses stage-1 models."""
     if os.path.isfile(path):
         return vqcnir.load_official_checkpoint(path).eval()
-    if not os.path.exists(path) and not is_pretrained_name(path):
+    if not os.path.exists(path) and not names_shipped_model(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     return vqcnir.load_pretrained(path).eval()
 

@@ -2,10 +2,9 @@
 
 Every backend runs the two-phase algorithm of ``staged.py`` with its own two phase kernels (``Phases``):
 plain PyTorch (``reference``), the C++ kernels (``cpp``: driven from C++ by
-``vqcnir_C.channel_attention_forward`` / ``_backward``, a port of ``staged.py``'s driver; ``CPP_PHASES``
-drives the same kernels from Python, for comparison), the Triton kernels (``triton``, C <= 128 per head: a
-C x C tile of the map lives in one program). The CPU order has ``cpp`` first: it was ahead of the reference
-in ``benchmarks/bench_channel_attention.py`` (see the README's benchmark table).
+``vqcnir_C.channel_attention_forward`` / ``_backward``, a port of ``staged.py``'s driver), the Triton kernels
+(``triton``, C <= 128 per head: a C x C tile of the map lives in one program). The CPU order has ``cpp``
+first: it was ahead of the reference in ``benchmarks/bench_channel_attention.py`` (see the README's table).
 """
 
 from __future__ import annotations
@@ -19,17 +18,6 @@ from vqcnir_ops._backend import Backend, Facts, OpSpec
 from vqcnir_ops.attention.staged import AttentionMap, Phases, staged_backward, staged_forward
 
 MAX_CHANNELS_PER_HEAD = 128  # the Triton kernels' limit (one C x C tile per program); the others have none
-
-
-def _cpp_gram(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return torch.ops.vqcnir_C.channel_gram(x, y)
-
-
-def _cpp_mix(w: torch.Tensor, z: torch.Tensor, x: torch.Tensor | None, a: torch.Tensor | None) -> torch.Tensor:
-    return torch.ops.vqcnir_C.channel_mix(w, z, x, a)
-
-
-CPP_PHASES = Phases(_cpp_gram, _cpp_mix)
 
 
 def _staged(phases: str, supports: Callable[[Facts], str | None] | None = None) -> Backend:
