@@ -74,7 +74,10 @@ def _extensions() -> tuple[list, dict]:
             _say(f"building CPU kernels only: {why}")
 
     sources = ["csrc/vqcnir_ops.cpp"] + _sources("csrc/cpu/*.cpp")
-    cxx_flags = ["-O3", "-fopenmp"]  # the C++ standard is torch's choice
+    # The C++ standard is torch's choice. -fno-trapping-math: no kernel reads floating-point exception flags, and
+    # without it GCC keeps a branch for every float compare-and-select, which stops the vectoriser (the
+    # deformable convolution's sampling plan).
+    cxx_flags = ["-O3", "-fopenmp", "-fno-trapping-math"]
     macros = []
     kwargs: dict = {}
     if with_cuda:

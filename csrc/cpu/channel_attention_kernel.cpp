@@ -19,6 +19,7 @@
 
 #include "vqcnir/channel_attention_phases.h"
 #include "vqcnir/checks.h"
+#include "vqcnir/cpu_isa.h"
 #include "vqcnir/dtypes.h"
 #include "vqcnir/parallel.h"
 
@@ -41,19 +42,37 @@ void check_like(const at::Tensor& ref, const char* ref_name, const at::Tensor& t
   check_same_device(ref, ref_name, t, name);
 }
 
+// The sum of squares of row[0 .. len), compiled for the baseline target and for AVX2 + FMA
+// (vqcnir/cpu_isa.h chooses).
+template <typename scalar_t>
+scalar_t sum_of_squares(const scalar_t* row, int64_t len) {
+  scalar_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < len; ++j) sum += row[j] * row[j];
+  return sum;
+}
+
+#ifdef VQCNIR_CPU_AVX2_VARIANT
+template <typename scalar_t>
+__attribute__((target("avx2,fma"))) scalar_t sum_of_squares_avx2(const scalar_t* row, int64_t len) {
+  scalar_t sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < len; ++j) sum += row[j] * row[j];
+  return sum;
+}
+#endif
+
 // Adds the squared norm of each row of m [C, len] (compute dtype) to out [C] (contiguous).
 template <typename scalar_t>
 void add_row_sqnorms(const at::Tensor& m, scalar_t* out) {
   const at::Tensor rows = m.stride(1) == 1 ? m : m.contiguous();
   const scalar_t* data = rows.data_ptr<scalar_t>();
   const int64_t len = rows.size(1), ld = rows.stride(0);
-  for (int64_t c = 0; c < rows.size(0); ++c) {
-    const scalar_t* row = data + c * ld;
-    scalar_t sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < len; ++j) sum += row[j] * row[j];
-    out[c] += sum;
-  }
+  auto sum = &sum_of_squares<scalar_t>;
+#ifdef VQCNIR_CPU_AVX2_VARIANT
+  if (use_avx2_variant()) sum = &sum_of_squares_avx2<scalar_t>;
+#endif
+  for (int64_t c = 0; c < rows.size(0); ++c) out[c] += sum(data + c * ld, len);
 }
 
 }  // namespace
@@ -66,7 +85,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu_impl(const at::T
   const int64_t bh = batch * heads, blocks = std::max<int64_t>(1, (n + kColumns - 1) / kColumns);
   const auto opts = x.options().dtype(compute_dtype(x.scalar_type()));
   const at::Tensor xs = x.reshape({bh, channels, n}), ys = y.reshape({bh, channels, n});
-  at::Tensor gram = at::zeros({blocks, bh, channels, channels}, opts);
+  // Each block's first slice writes its partial (mm_out, no zero fill), except with no columns at all.
+  at::Tensor gram = n == 0 ? at::zeros({blocks, bh, channels, channels}, opts)
+                           : at::empty({blocks, bh, channels, channels}, opts);
   const at::Tensor sqx = norms ? at::zeros({blocks, bh, channels}, opts) : at::Tensor();
   const at::Tensor sqy = norms ? at::zeros({blocks, bh, channels}, opts) : at::Tensor();
   vqcnir::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
@@ -79,7 +100,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu_impl(const at::T
         const int64_t len = std::min(kSlice, stop - c0);
         const at::Tensor xf = xs[i].narrow(1, c0, len).to(opts.dtype());
         const at::Tensor yf = ys[i].narrow(1, c0, len).to(opts.dtype());
-        g.addmm_(xf, yf.t());
+        c0 == blk * kColumns ? (void)at::mm_out(g, xf, yf.t()) : (void)g.addmm_(xf, yf.t());
         if (!norms) continue;
         AT_DISPATCH_FLOATING_TYPES(opts.dtype().toScalarType(), "channel_gram_norms", [&] {
           add_row_sqnorms<scalar_t>(xf, sqx[blk][i].data_ptr<scalar_t>());

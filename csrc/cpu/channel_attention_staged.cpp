@@ -10,9 +10,12 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cmath>
 #include <optional>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "vqcnir/channel_attention_phases.h"
 #include "vqcnir/checks.h"
@@ -60,15 +63,59 @@ Outputs channel_attention_forward_cpu(const at::Tensor& q_d, const at::Tensor& q
   const at::NoGradGuard no_grad;  // a kernel: the custom op's autograd formula is the backward below
   auto [gram, sq_d, sq_g] = channel_gram_cpu_impl(q_d, q_g, /*norms=*/true);
   const auto dtype = gram.scalar_type();
-  const at::Tensor norm_d = sq_d.sqrt(), norm_g = sq_g.sqrt();
-  at::Tensor scores = gram;
-  if (normalize) {
-    const at::Tensor inv_d = norm_d.clamp_min(eps).reciprocal(), inv_g = norm_g.clamp_min(eps).reciprocal();
-    scores = gram * inv_d.unsqueeze(-1) * inv_g.unsqueeze(-2);
-  }
-  const at::Tensor attn = at::softmax(scores * logit_scale(temperature, scale, dtype), -1);
-  at::Tensor y_d = channel_mix_cpu(row_gain(gain_d, q_d, dtype) * attn, v_d, res_d, std::nullopt);
-  at::Tensor y_g = channel_mix_cpu(row_gain(gain_g, q_d, dtype) * attn, v_g, res_g, std::nullopt);
+  // The C x C stage in two plain loops around the softmax: at the decoder's shapes (at most 4 x 64 x 64 per
+  // image) each of the ~10 tensor ops it replaces costs more in dispatch and allocation than in arithmetic.
+  at::Tensor norm_d = at::empty(sq_d.sizes(), sq_d.options()), norm_g = at::empty(sq_g.sizes(), sq_g.options());
+  at::Tensor scores = normalize ? at::empty(gram.sizes(), gram.options()) : gram;
+  at::Tensor logits = at::empty(gram.sizes(), gram.options());
+  at::Tensor w_d = at::empty(gram.sizes(), gram.options()), w_g = at::empty(gram.sizes(), gram.options());
+  at::Tensor attn;
+  AT_DISPATCH_FLOATING_TYPES(dtype, "channel_attention_forward_cxc", [&] {
+    const at::Tensor temp = temperature.to(dtype).contiguous();
+    const at::Tensor gd = gain_d.to(dtype).contiguous(), gg = gain_g.to(dtype).contiguous();
+    const int64_t groups = gram.size(0) * gram.size(1), heads = gram.size(1), c = gram.size(2);
+    const scalar_t* gram_p = gram.const_data_ptr<scalar_t>();
+    const scalar_t* sqd = sq_d.const_data_ptr<scalar_t>();
+    const scalar_t* sqg = sq_g.const_data_ptr<scalar_t>();
+    scalar_t* nd = norm_d.mutable_data_ptr<scalar_t>();
+    scalar_t* ng = norm_g.mutable_data_ptr<scalar_t>();
+    scalar_t* sc = scores.mutable_data_ptr<scalar_t>();
+    scalar_t* lg = logits.mutable_data_ptr<scalar_t>();
+    for (int64_t i = 0; i < groups * c; ++i) {
+      nd[i] = std::sqrt(sqd[i]);
+      ng[i] = std::sqrt(sqg[i]);
+    }
+    std::vector<scalar_t> inv_g(c);
+    for (int64_t i = 0; i < groups; ++i) {
+      // temperature * scale in the compute dtype, as the reference's tensor-times-scalar product.
+      const scalar_t ts = temp.const_data_ptr<scalar_t>()[i % heads] * scalar_t(scale);
+      for (int64_t col = 0; col < c; ++col) inv_g[col] = scalar_t(1) / std::max(ng[i * c + col], scalar_t(eps));
+      for (int64_t row = 0; row < c; ++row) {
+        const int64_t at = (i * c + row) * c;
+        if (normalize) {
+          const scalar_t inv_d = scalar_t(1) / std::max(nd[i * c + row], scalar_t(eps));
+          for (int64_t col = 0; col < c; ++col) sc[at + col] = gram_p[at + col] * inv_d * inv_g[col];
+        }
+        for (int64_t col = 0; col < c; ++col) lg[at + col] = sc[at + col] * ts;
+      }
+    }
+    attn = at::_softmax(logits, -1, false);
+    const scalar_t* a = attn.const_data_ptr<scalar_t>();
+    scalar_t* wd = w_d.mutable_data_ptr<scalar_t>();
+    scalar_t* wg = w_g.mutable_data_ptr<scalar_t>();
+    for (int64_t i = 0; i < groups; ++i) {
+      for (int64_t row = 0; row < c; ++row) {
+        const int64_t at = (i * c + row) * c, gain_at = (i % heads) * c + row;
+        const scalar_t rd = gd.const_data_ptr<scalar_t>()[gain_at], rg = gg.const_data_ptr<scalar_t>()[gain_at];
+        for (int64_t col = 0; col < c; ++col) {
+          wd[at + col] = rd * a[at + col];
+          wg[at + col] = rg * a[at + col];
+        }
+      }
+    }
+  });
+  at::Tensor y_d = channel_mix_cpu(w_d, v_d, res_d, std::nullopt);
+  at::Tensor y_g = channel_mix_cpu(w_g, v_g, res_g, std::nullopt);
   return {y_d, y_g, attn, scores, norm_d, norm_g};
 }
 

@@ -2,136 +2,197 @@
 //
 // Semantics: torchvision.ops.deform_conv2d; spec: vqcnir_ops/deform/reference.py.
 //
-// No full im2col buffer: each image is processed in chunks of P output pixels, with P chosen so the
-// chunk's column matrix [C * K, P] stays near kColumnBudget elements (a few MB) whatever the image size.
+// No full im2col buffer: each image is processed in chunks of n output pixels, with n chosen so the chunk's
+// column matrix [n, C * K] stays near kColumnBudget elements (a few MB) whatever the image size. The image is
+// taken channels-last, and the columns are pixel-major (layouts: deform_conv2d_cpu_chunk.h), so that every
+// sample of an offset group reads and writes runs of contiguous channels, which the compiler vectorises.
 // Per chunk:
-//   1. a sampling plan: for every (offset group, tap, pixel) the four neighbours' flat indices (-1 when
-//      outside the image), their bilinear weights and the fractional parts (ly, lx) -- shared by every
-//      channel of the offset group;
-//   2. forward: columns = mask * bilinear samples (parallel over rows c * K + k), then one GEMM per group
-//      (weight_g [Cout/G, Cin/G * K] x columns_g) into the output;
-//   3. backward: the same columns give grad_weight += grad_out_g x columns_g^T; grad_columns =
-//      weight_g^T x grad_out_g; grad_offset and grad_mask reduce grad_columns over the channels of each
-//      offset group (parallel over (group, tap, pixel): each output element is one task's fixed-order sum);
-//      grad_input scatters each sample's gradient to its four neighbours, parallel over channels (each task
-//      owns whole channel planes, so there are no races and the summation order is fixed).
-// Chunks run one after the other; the parallelism is inside each step (at::parallel_for, and ATen's
-// GEMM). Results do not depend on the thread count except through the GEMM's own blocking.
+//   1. forward: columns = mask * bilinear samples (parallel over blocks of pixels; the sampling plan of a block
+//      is made on the spot and used while in L1), then one GEMM per conv group
+//      (weight_g [Cout/G, K * Cin/G] x columns_g^T) into the output;
+//   2. backward: the same columns give grad_weight_g += grad_out_g x columns_g; grad_columns_g =
+//      grad_out_g^T x weight_g; grad_offset and grad_mask reduce grad_columns over the channels of each
+//      offset group (parallel over blocks of pixels: each output element is one task's fixed-order sum);
+//      grad_input scatters each sample's gradient to its four neighbours, parallel over (offset group, block
+//      of <= 16 channels): each task owns its channels of every pixel, so there are no races and every value
+//      receives its updates in (tap, pixel, neighbour) order.
+// With two or more images, the images are the parallel tasks instead (one thread each, per-thread buffers, the
+// weight gradient summed over images in image order): at the small images of training this scales better than
+// splitting each image's short steps. Results do not depend on the thread count except through the GEMM's own
+// blocking.
+// The loops (deform_conv2d_cpu_loops.inc) are compiled twice on x86-64 with GCC: for the baseline target and
+// for AVX2 + FMA, chosen at run time by the CPU (VQCNIR_CPU_ISA=generic forces the baseline).
 // Everything is computed in float32 (float64 for float64 inputs); float16/bfloat16 are converted on entry.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
+#include <cstdint>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
+#include "deform_conv2d_cpu_chunk.h"
+#include "vqcnir/cpu_isa.h"
 #include "vqcnir/deform_conv2d_checks.h"
 #include "vqcnir/dtypes.h"
 #include "vqcnir/parallel.h"
-#include "vqcnir/deform_conv2d_gemm.h"
+
+namespace vqcnir {
+namespace deform_cpu {
+namespace generic {
+#include "deform_conv2d_cpu_loops.inc"
+}  // namespace generic
+}  // namespace deform_cpu
+}  // namespace vqcnir
+
+#ifdef VQCNIR_CPU_AVX2_VARIANT
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace vqcnir {
+namespace deform_cpu {
+namespace avx2 {
+#include "deform_conv2d_cpu_loops.inc"
+}  // namespace avx2
+}  // namespace deform_cpu
+}  // namespace vqcnir
+#pragma GCC pop_options
+#endif
 
 namespace vqcnir {
 namespace {
 
+using deform_cpu::Chunk;
+
 constexpr int64_t kColumnBudget = int64_t(1) << 21;  // elements of one chunk's column matrix (8 MB in float32)
 
+// The loop bodies for this CPU (vqcnir/cpu_isa.h: AVX2 + FMA where the CPU has them, unless
+// VQCNIR_CPU_ISA=generic).
 template <typename scalar_t>
-struct Sample {
-  int64_t index[4];  // (y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1); -1 outside the image
-  scalar_t weight[4];
-  scalar_t ly, lx;
+struct Loops {
+  void (*fill)(const Chunk<scalar_t>&, int64_t, int64_t, scalar_t*);
+  void (*coords)(const Chunk<scalar_t>&, const scalar_t*, int64_t, int64_t, scalar_t*, scalar_t*);
+  void (*scatter)(const Chunk<scalar_t>&, const scalar_t*, int64_t, int64_t, int64_t, scalar_t*, scalar_t*);
 };
 
-int64_t chunk_pixels(const DeformGeometry& g) {
-  const int64_t rows = std::max<int64_t>(1, g.channels * g.taps());
-  return std::max<int64_t>(1, std::min(g.pixels(), kColumnBudget / rows));
-}
-
-// floor(v) for a finite v of moderate size (truncation, then one step down for negative non-integers).
 template <typename scalar_t>
-inline int64_t floor_clamped(scalar_t v) {
-  const int64_t t = int64_t(v);
-  return t - (scalar_t(t) > v ? 1 : 0);
-}
-
-// The four neighbours of a sample at (y, x), following vqcnir_ops/deform/reference.py: far-away points (and
-// +-inf) are clamped to just outside the image, where every neighbour is outside (weight 0, never read); a NaN
-// position has no neighbour and NaN weights and fractional parts, so the sample (weight * 0) is NaN and it
-// scatters nothing into the input gradient.
-template <typename scalar_t>
-void locate(const DeformGeometry& g, scalar_t y, scalar_t x, Sample<scalar_t>& s) {
-  const bool nan = std::isnan(y) || std::isnan(x);
-  y = nan ? scalar_t(-2) : std::min(std::max(y, scalar_t(-2)), scalar_t(g.height + 1));
-  x = nan ? scalar_t(-2) : std::min(std::max(x, scalar_t(-2)), scalar_t(g.width + 1));
-  // floor by conversion (y and x are clamped to [-2, size + 1] here): std::floor is a libm call on x86-64
-  // builds without SSE4.1, and this runs once per (offset group, tap, pixel).
-  const int64_t y0 = floor_clamped(y), x0 = floor_clamped(x);
-  const scalar_t fy = scalar_t(y0), fx = scalar_t(x0);
-  const scalar_t poison = nan ? std::numeric_limits<scalar_t>::quiet_NaN() : scalar_t(1);
-  s.ly = (y - fy) * poison;
-  s.lx = (x - fx) * poison;
-  const scalar_t wy[2] = {1 - s.ly, s.ly}, wx[2] = {1 - s.lx, s.lx};
-  for (int c = 0; c < 4; ++c) {
-    const int64_t yy = y0 + c / 2, xx = x0 + c % 2;
-    const bool inside = yy >= 0 && yy < g.height && xx >= 0 && xx < g.width;
-    s.index[c] = inside ? yy * g.width + xx : -1;
-    s.weight[c] = (inside ? wy[c / 2] * wx[c % 2] : scalar_t(0)) * poison;
+Loops<scalar_t> loops() {
+#ifdef VQCNIR_CPU_AVX2_VARIANT
+  if (use_avx2_variant()) {
+    return {&deform_cpu::avx2::fill_columns_block<scalar_t>, &deform_cpu::avx2::coords_block<scalar_t>,
+            &deform_cpu::avx2::scatter_channels<scalar_t>};
   }
+#endif
+  return {&deform_cpu::generic::fill_columns_block<scalar_t>, &deform_cpu::generic::coords_block<scalar_t>,
+          &deform_cpu::generic::scatter_channels<scalar_t>};
 }
 
-// Plan of pixels p0 .. p0 + n - 1 of image b: entry ((og * K + k) * n + p).
-template <typename scalar_t>
-void build_plan(const DeformGeometry& g, const scalar_t* offset_b, int64_t p0, int64_t n,
-                std::vector<Sample<scalar_t>>& plan) {
-  const int64_t taps = g.taps(), pixels = g.pixels();
-  plan.resize(g.offset_groups * taps * n);
-  vqcnir::parallel_for(0, g.offset_groups * taps, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t gk = begin; gk < end; ++gk) {
-      const int64_t k = gk % taps;
-      const int64_t i = k / g.kernel_w, j = k % g.kernel_w;
-      const scalar_t* dy = offset_b + (2 * gk) * pixels;
-      const scalar_t* dx = dy + pixels;
-      int64_t ho = p0 / g.out_w, wo = p0 % g.out_w;  // stepped along, no division per pixel
-      for (int64_t q = 0; q < n; ++q) {
-        const int64_t p = p0 + q;
-        const scalar_t y = scalar_t(ho * g.stride_h - g.pad_h + i * g.dilation_h) + dy[p];
-        const scalar_t x = scalar_t(wo * g.stride_w - g.pad_w + j * g.dilation_w) + dx[p];
-        Sample<scalar_t>& s = plan[gk * n + q];
-        locate(g, y, x, s);
-        if (++wo == g.out_w) {
-          wo = 0;
-          ++ho;
-        }
-      }
+int64_t chunk_pixels(const DeformGeometry& g) {
+  const int64_t row = std::max<int64_t>(1, g.channels * g.taps());
+  return std::max<int64_t>(1, std::min(g.pixels(), kColumnBudget / row));
+}
+
+// body(q0, count) for every plan block of a chunk of n pixels, in parallel (each block writes only its own
+// pixels' outputs).
+template <typename Body>
+void for_each_plan_block(int64_t n, const Body& body) {
+  const int64_t blocks = (n + deform_cpu::kPlanBlock - 1) / deform_cpu::kPlanBlock;
+  vqcnir::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t q0 = blk * deform_cpu::kPlanBlock;
+      body(q0, std::min(deform_cpu::kPlanBlock, n - q0));
     }
   });
 }
 
-// columns[(c * K + k) * n + q] = mask * bilinear sample of channel c.
+// What every chunk of a call shares; chunk() fills in one image's chunk.
 template <typename scalar_t>
-void fill_columns(const DeformGeometry& g, const scalar_t* input_b, const scalar_t* mask_b, int64_t p0, int64_t n,
-                  const std::vector<Sample<scalar_t>>& plan, scalar_t* columns) {
-  const int64_t taps = g.taps(), hw = g.height * g.width, cpg = g.channels_per_offset_group();
-  vqcnir::parallel_for(0, g.channels * taps, 16, [&](int64_t begin, int64_t end) {
-    const scalar_t zero = 0;  // read instead of an outside neighbour: a select of the address, not a branch
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t c = row / taps, k = row % taps, gk = (c / cpg) * taps + k;
-      const scalar_t* plane = input_b + c * hw;
-      const scalar_t* m = mask_b + gk * g.pixels() + p0;
-      const Sample<scalar_t>* s = plan.data() + gk * n;
-      scalar_t* out = columns + row * n;
-      for (int64_t q = 0; q < n; ++q) {
-        const Sample<scalar_t>& sq = s[q];
-        // weight * value, the value 0 outside the image: a NaN weight (NaN position) makes the sample NaN.
-        scalar_t v = 0;
-        for (int t = 0; t < 4; ++t) v += sq.weight[t] * *(sq.index[t] >= 0 ? plane + sq.index[t] : &zero);
-        out[q] = m[q] * v;
+struct ChunkMaker {
+  const DeformGeometry& g;
+  std::vector<scalar_t> base_y, base_x, zeros;
+
+  explicit ChunkMaker(const DeformGeometry& geometry)
+      : g(geometry), zeros(std::max<int64_t>(1, geometry.channels_per_offset_group()), scalar_t(0)) {}
+
+  Chunk<scalar_t> chunk(const scalar_t* input_t, const scalar_t* offset_b, const scalar_t* mask_b, int64_t p0,
+                        int64_t n) {
+    base_y.resize(n);
+    base_x.resize(n);
+    int64_t ho = p0 / g.out_w, wo = p0 % g.out_w;  // stepped along, no division per pixel
+    for (int64_t q = 0; q < n; ++q) {
+      base_y[q] = scalar_t(ho * g.stride_h - g.pad_h);
+      base_x[q] = scalar_t(wo * g.stride_w - g.pad_w);
+      if (++wo == g.out_w) {
+        wo = 0;
+        ++ho;
       }
     }
+    return Chunk<scalar_t>{g.channels, g.height, g.width, g.taps(), g.kernel_w, g.offset_groups,
+                           g.channels_per_offset_group(), g.channels / g.groups, g.pixels(), g.dilation_h,
+                           g.dilation_w, p0, n, base_y.data(), base_x.data(), input_t, offset_b, mask_b,
+                           zeros.data()};
+  }
+};
+
+// One thread's buffers: the chunk geometry and the column matrices, allocated on first use.
+template <typename scalar_t>
+struct Workspace {
+  ChunkMaker<scalar_t> maker;
+  at::Tensor columns, grad_columns;
+
+  explicit Workspace(const DeformGeometry& g) : maker(g) {}
+
+  // Chunk p0 .. p0 + n - 1 of image b (in_t: [B, H, W, C]; offset and mask as the op takes them).
+  Chunk<scalar_t> chunk(const at::Tensor& in_t, const at::Tensor& offset, const at::Tensor& mask, int64_t b,
+                        int64_t p0, int64_t n) {
+    return maker.chunk(in_t[b].const_data_ptr<scalar_t>(), offset[b].const_data_ptr<scalar_t>(),
+                       mask[b].const_data_ptr<scalar_t>(), p0, n);
+  }
+
+  at::Tensor& columns_buffer(int64_t chunk, const at::TensorOptions& options) {
+    if (!columns.defined()) columns = at::empty({maker.g.channels * maker.g.taps() * chunk}, options);
+    return columns;
+  }
+  at::Tensor& grad_columns_buffer(int64_t chunk, const at::TensorOptions& options) {
+    if (!grad_columns.defined()) grad_columns = at::empty({maker.g.channels * maker.g.taps() * chunk}, options);
+    return grad_columns;
+  }
+};
+
+// body(b) for every image: with two or more images, the images are the parallel tasks (the loops inside run
+// on one thread each: nested at::parallel_for runs inline), which scales better than splitting each image's
+// small steps; one image runs on the calling thread and its loops are parallel. Each image's work is the same
+// sequence of operations either way.
+template <typename Body>
+void for_each_image(const DeformGeometry& g, const Body& body) {
+  vqcnir::parallel_for(0, g.batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) body(b);
   });
+}
+
+// The weight as [G, Cout/G, K * Cin/G] with taps outer and channels inner, the order of the columns.
+at::Tensor weight_tap_major(const at::Tensor& weight, const DeformGeometry& g, at::ScalarType acc) {
+  const int64_t cout_g = g.out_channels / g.groups, cin_g = g.channels / g.groups;
+  return weight.to(acc)
+      .contiguous()
+      .view({g.groups, cout_g, cin_g, g.taps()})
+      .permute({0, 1, 3, 2})
+      .contiguous()
+      .view({g.groups, cout_g, g.taps() * cin_g});
+}
+
+// The first n pixels' worth of the flat column buffer as [G, n, K * Cin/G].
+at::Tensor chunk_columns(const at::Tensor& buffer, const DeformGeometry& g, int64_t n) {
+  const int64_t row = g.taps() * (g.channels / g.groups);
+  return buffer.narrow(0, 0, g.groups * n * row).view({g.groups, n, row});
+}
+
+void check_index_range(const DeformGeometry& g) {
+  VQCNIR_CHECK_ARG(g.height * g.width < (int64_t(1) << 31) - int64_t(g.width) - 2, "input",
+                   "must have fewer than 2^31 pixels per channel plane for the CPU kernel, got ", g.height, " x ",
+                   g.width);
 }
 
 at::Tensor deform_conv2d_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
@@ -139,94 +200,35 @@ at::Tensor deform_conv2d_cpu(const at::Tensor& input, const at::Tensor& offset, 
                              int64_t pad_h, int64_t pad_w, int64_t dilation_h, int64_t dilation_w) {
   const DeformGeometry g = check_deform_conv2d_args(input, offset, mask, weight, bias, stride_h, stride_w, pad_h,
                                                     pad_w, dilation_h, dilation_w);
+  check_index_range(g);
   const auto acc = compute_dtype(input.scalar_type());
-  const at::Tensor in_c = input.to(acc).contiguous(), off_c = offset.to(acc).contiguous();
-  const at::Tensor mask_c = mask.to(acc).contiguous();
-  const int64_t cin_g = g.channels / g.groups, cout_g = g.out_channels / g.groups, taps = g.taps();
-  const at::Tensor w = weight.to(acc).contiguous().view({g.groups, cout_g, cin_g * taps});
+  const at::Tensor in_t = input.to(acc).permute({0, 2, 3, 1}).contiguous();  // [B, H, W, C]
+  const at::Tensor off_c = offset.to(acc).contiguous(), mask_c = mask.to(acc).contiguous();
+  const at::Tensor w = weight_tap_major(weight, g, acc);
+  const int64_t cout_g = g.out_channels / g.groups;
   at::Tensor out = at::empty({g.batch, g.out_channels, g.pixels()}, input.options().dtype(acc));
   const int64_t chunk = chunk_pixels(g);
   AT_DISPATCH_FLOATING_TYPES(acc, "deform_conv2d_cpu", [&] {
-    std::vector<Sample<scalar_t>> plan;
-    at::Tensor columns = at::empty({g.channels * taps * chunk}, out.options());
-    for (int64_t b = 0; b < g.batch; ++b) {
+    const Loops<scalar_t> run = loops<scalar_t>();
+    std::vector<Workspace<scalar_t>> spaces(at::get_num_threads(), Workspace<scalar_t>(g));
+    for_each_image(g, [&](int64_t b) {
+      Workspace<scalar_t>& space = spaces[at::get_thread_num()];
+      at::Tensor& columns = space.columns_buffer(chunk, out.options());
       for (int64_t p0 = 0; p0 < g.pixels(); p0 += chunk) {
         const int64_t n = std::min(chunk, g.pixels() - p0);
-        build_plan<scalar_t>(g, off_c[b].const_data_ptr<scalar_t>(), p0, n, plan);
-        fill_columns<scalar_t>(g, in_c[b].const_data_ptr<scalar_t>(), mask_c[b].const_data_ptr<scalar_t>(), p0, n,
-                               plan, columns.mutable_data_ptr<scalar_t>());
-        chunk_forward_gemm(out[b], w, chunk_columns(columns, g.groups, cin_g * taps, n), p0, n);
+        const Chunk<scalar_t> ch = space.chunk(in_t, off_c, mask_c, b, p0, n);
+        scalar_t* cols = columns.mutable_data_ptr<scalar_t>();
+        for_each_plan_block(n, [&](int64_t q0, int64_t count) { run.fill(ch, q0, count, cols); });
+        const at::Tensor cols_t = chunk_columns(columns, g, n);
+        for (int64_t group = 0; group < g.groups; ++group) {
+          at::Tensor dst = out[b].narrow(0, group * cout_g, cout_g).narrow(1, p0, n);
+          at::mm_out(dst, w[group], cols_t[group].t());
+        }
       }
-    }
+    });
   });
   out.add_(bias.to(acc).view({1, g.out_channels, 1}));
   return out.view({g.batch, g.out_channels, g.out_h, g.out_w}).to(input.scalar_type());
-}
-
-// grad_offset / grad_mask of the chunk from grad_columns (mask not applied), parallel over (group, tap, pixel).
-template <typename scalar_t>
-void columns_to_coords(const DeformGeometry& g, const scalar_t* grad_cols, const scalar_t* input_b,
-                       const scalar_t* mask_b, int64_t p0, int64_t n, const std::vector<Sample<scalar_t>>& plan,
-                       scalar_t* grad_offset_b, scalar_t* grad_mask_b) {
-  const int64_t taps = g.taps(), hw = g.height * g.width, cpg = g.channels_per_offset_group(), pixels = g.pixels();
-  vqcnir::parallel_for(0, g.offset_groups * taps * n, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t e = begin; e < end; ++e) {
-      const int64_t gk = e / n, q = e % n, og = gk / taps, k = gk % taps;
-      const Sample<scalar_t>& s = plan[e];
-      scalar_t gy = 0, gx = 0, gm = 0;
-      for (int64_t c = og * cpg; c < (og + 1) * cpg; ++c) {
-        const scalar_t* plane = input_b + c * hw;
-        scalar_t v[4];
-        for (int t = 0; t < 4; ++t) v[t] = s.index[t] >= 0 ? plane[s.index[t]] : scalar_t(0);
-        const scalar_t gc = grad_cols[(c * taps + k) * n + q];
-        gm += gc * (s.weight[0] * v[0] + s.weight[1] * v[1] + s.weight[2] * v[2] + s.weight[3] * v[3]);
-        gy += gc * ((1 - s.lx) * (v[2] - v[0]) + s.lx * (v[3] - v[1]));
-        gx += gc * ((1 - s.ly) * (v[1] - v[0]) + s.ly * (v[3] - v[2]));
-      }
-      const scalar_t m = mask_b[gk * pixels + p0 + q];
-      grad_offset_b[(2 * gk) * pixels + p0 + q] = m * gy;
-      grad_offset_b[(2 * gk + 1) * pixels + p0 + q] = m * gx;
-      grad_mask_b[gk * pixels + p0 + q] = gm;
-    }
-  });
-}
-
-// Work items of the scatter: (offset group, block of kChannelBlock channels of that group). A sample's plan
-// entry (56 bytes) is read once per block instead of once per channel.
-constexpr int64_t kChannelBlock = 8;
-
-int64_t channel_blocks(const DeformGeometry& g) {
-  return (g.channels_per_offset_group() + kChannelBlock - 1) / kChannelBlock;
-}
-
-// grad_input[b] += scatter of mask * grad_columns, parallel over (offset group, channel block): no two tasks
-// share a plane, and each plane receives its updates in (tap, pixel, neighbour) order whatever the threads.
-template <typename scalar_t>
-void columns_to_input(const DeformGeometry& g, const scalar_t* grad_cols, const scalar_t* mask_b, int64_t p0,
-                      int64_t n, const std::vector<Sample<scalar_t>>& plan, scalar_t* grad_input_b) {
-  const int64_t taps = g.taps(), hw = g.height * g.width, cpg = g.channels_per_offset_group();
-  const int64_t blocks = channel_blocks(g);
-  vqcnir::parallel_for(0, g.offset_groups * blocks, 1, [&](int64_t begin, int64_t end) {
-    scalar_t sink = 0;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t og = item / blocks, c0 = og * cpg + (item % blocks) * kChannelBlock;
-      const int64_t c1 = std::min(c0 + kChannelBlock, (og + 1) * cpg);
-      for (int64_t k = 0; k < taps; ++k) {
-        const int64_t gk = og * taps + k;
-        const Sample<scalar_t>* s = plan.data() + gk * n;
-        const scalar_t* m = mask_b + gk * g.pixels() + p0;
-        for (int64_t q = 0; q < n; ++q) {
-          const Sample<scalar_t> sq = s[q];
-          for (int64_t c = c0; c < c1; ++c) {
-            scalar_t* plane = grad_input_b + c * hw;
-            const scalar_t v = m[q] * grad_cols[(c * taps + k) * n + q];
-            // An outside neighbour's update goes to a scratch slot: a select of the address, not a branch.
-            for (int t = 0; t < 4; ++t) *(sq.index[t] >= 0 ? plane + sq.index[t] : &sink) += sq.weight[t] * v;
-          }
-        }
-      }
-    }
-  });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_conv2d_backward_cpu(
@@ -239,42 +241,69 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
                        grad_out.size(2) == g.out_h && grad_out.size(3) == g.out_w,
                    "grad_out", "must have the output's shape [", g.batch, ", ", g.out_channels, ", ", g.out_h, ", ",
                    g.out_w, "], got ", grad_out.sizes());
+  check_index_range(g);
   const auto acc = compute_dtype(input.scalar_type());
-  const at::Tensor in_c = input.to(acc).contiguous(), off_c = offset.to(acc).contiguous();
-  const at::Tensor mask_c = mask.to(acc).contiguous();
+  const at::Tensor in_t = input.to(acc).permute({0, 2, 3, 1}).contiguous();  // [B, H, W, C]
+  const at::Tensor off_c = offset.to(acc).contiguous(), mask_c = mask.to(acc).contiguous();
   const at::Tensor gout = grad_out.to(acc).contiguous().view({g.batch, g.out_channels, g.pixels()});
+  const at::Tensor w = weight_tap_major(weight, g, acc);
   const int64_t cin_g = g.channels / g.groups, cout_g = g.out_channels / g.groups, taps = g.taps();
-  const at::Tensor w = weight.to(acc).contiguous().view({g.groups, cout_g, cin_g * taps});
-  at::Tensor grad_input = at::zeros({g.batch, g.channels, g.height, g.width}, in_c.options());
-  at::Tensor grad_offset = at::empty(off_c.sizes(), in_c.options());
-  at::Tensor grad_mask = at::empty(mask_c.sizes(), in_c.options());
-  at::Tensor grad_weight = at::zeros({g.groups, cout_g, cin_g * taps}, in_c.options());
+  at::Tensor grad_input_t = at::zeros({g.batch, g.height, g.width, g.channels}, in_t.options());
+  at::Tensor grad_offset = at::empty(off_c.sizes(), in_t.options());
+  at::Tensor grad_mask = at::empty(mask_c.sizes(), in_t.options());
+  at::Tensor grad_w_parts = at::zeros({std::max<int64_t>(1, g.batch), g.groups, cout_g, taps * cin_g}, in_t.options());
   const int64_t chunk = chunk_pixels(g);
+  const int64_t cpg = g.channels_per_offset_group();
+  const int64_t scatter_blocks = (cpg + deform_cpu::kScatterChannels - 1) / deform_cpu::kScatterChannels;
   AT_DISPATCH_FLOATING_TYPES(acc, "deform_conv2d_backward_cpu", [&] {
-    std::vector<Sample<scalar_t>> plan;
-    at::Tensor columns = at::empty({g.channels * taps * chunk}, in_c.options());
-    at::Tensor grad_columns = at::empty({g.channels * taps * chunk}, in_c.options());
-    for (int64_t b = 0; b < g.batch; ++b) {
-      const scalar_t* input_b = in_c[b].const_data_ptr<scalar_t>();
-      const scalar_t* mask_b = mask_c[b].const_data_ptr<scalar_t>();
+    const Loops<scalar_t> run = loops<scalar_t>();
+    std::vector<Workspace<scalar_t>> spaces(at::get_num_threads(), Workspace<scalar_t>(g));
+    for_each_image(g, [&](int64_t b) {
+      Workspace<scalar_t>& space = spaces[at::get_thread_num()];
+      at::Tensor& columns = space.columns_buffer(chunk, in_t.options());
+      at::Tensor& grad_columns = space.grad_columns_buffer(chunk, in_t.options());
+      scalar_t* grad_offset_b = grad_offset[b].mutable_data_ptr<scalar_t>();
+      scalar_t* grad_mask_b = grad_mask[b].mutable_data_ptr<scalar_t>();
+      scalar_t* grad_input_b = grad_input_t[b].mutable_data_ptr<scalar_t>();
       for (int64_t p0 = 0; p0 < g.pixels(); p0 += chunk) {
         const int64_t n = std::min(chunk, g.pixels() - p0);
-        build_plan<scalar_t>(g, off_c[b].const_data_ptr<scalar_t>(), p0, n, plan);
-        fill_columns<scalar_t>(g, input_b, mask_b, p0, n, plan, columns.mutable_data_ptr<scalar_t>());
-        chunk_backward_gemm(gout[b], w, chunk_columns(columns, g.groups, cin_g * taps, n),
-                            chunk_columns(grad_columns, g.groups, cin_g * taps, n), grad_weight, p0, n);
+        const Chunk<scalar_t> ch = space.chunk(in_t, off_c, mask_c, b, p0, n);
+        scalar_t* cols = columns.mutable_data_ptr<scalar_t>();
+        for_each_plan_block(n, [&](int64_t q0, int64_t count) { run.fill(ch, q0, count, cols); });
+        const at::Tensor cols_t = chunk_columns(columns, g, n), grad_cols_t = chunk_columns(grad_columns, g, n);
+        for (int64_t group = 0; group < g.groups; ++group) {
+          const at::Tensor gout_g = gout[b].narrow(0, group * cout_g, cout_g).narrow(1, p0, n);
+          grad_w_parts[b][group].addmm_(gout_g, cols_t[group]);
+          at::Tensor grad_cols_g = grad_cols_t[group];
+          at::mm_out(grad_cols_g, gout_g.t(), w[group]);
+        }
         const scalar_t* gc = grad_columns.const_data_ptr<scalar_t>();
-        columns_to_coords<scalar_t>(g, gc, input_b, mask_b, p0, n, plan, grad_offset[b].mutable_data_ptr<scalar_t>(),
-                                    grad_mask[b].mutable_data_ptr<scalar_t>());
-        columns_to_input<scalar_t>(g, gc, mask_b, p0, n, plan, grad_input[b].mutable_data_ptr<scalar_t>());
+        for_each_plan_block(n, [&](int64_t q0, int64_t count) {
+          run.coords(ch, gc, q0, count, grad_offset_b, grad_mask_b);
+        });
+        vqcnir::parallel_for(0, g.offset_groups * scatter_blocks, 1, [&](int64_t begin, int64_t end) {
+          scalar_t sink[deform_cpu::kScatterChannels];
+          for (int64_t item = begin; item < end; ++item) {
+            const int64_t og = item / scatter_blocks;
+            const int64_t c0 = og * cpg + (item % scatter_blocks) * deform_cpu::kScatterChannels;
+            const int64_t c1 = std::min(c0 + deform_cpu::kScatterChannels, (og + 1) * cpg);
+            run.scatter(ch, gc, og, c0, c1, grad_input_b, sink);
+          }
+        });
       }
-    }
+    });
   });
+  // The images' weight gradients, added in image order: the same sum whatever the thread count.
+  const at::Tensor grad_w = grad_w_parts[0].clone();
+  for (int64_t b = 1; b < g.batch; ++b) grad_w.add_(grad_w_parts[b]);
   // IntArrayRef spelled out: a bare {0, 2} matches both the OptionalIntArrayRef and the DimnameList overload
   // with torch 2.4-2.11 headers (an error there; scripts/check_torch_builds.sh compiles against them).
   const at::Tensor grad_bias = gout.sum(at::IntArrayRef{0, 2});
+  const at::Tensor grad_weight =
+      grad_w.view({g.groups, cout_g, taps, cin_g}).permute({0, 1, 3, 2}).reshape(weight.sizes());
+  const at::Tensor grad_input = grad_input_t.permute({0, 3, 1, 2}).contiguous();
   return {grad_input.to(input.scalar_type()), grad_offset.to(offset.scalar_type()), grad_mask.to(mask.scalar_type()),
-          grad_weight.view(weight.sizes()).to(weight.scalar_type()), grad_bias.to(bias.scalar_type())};
+          grad_weight.to(weight.scalar_type()), grad_bias.to(bias.scalar_type())};
 }
 
 }  // namespace

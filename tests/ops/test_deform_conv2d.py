@@ -353,6 +353,47 @@ def test_backward_is_deterministic(backend, monkeypatch):
         assert torch.equal(first, second)
 
 
+CPP = [p for p in BACKENDS if p.values[0] == "cpp"]
+
+
+@st.composite
+def cpu_channel_layouts(draw: st.DrawFn) -> Conv:
+    """Convolutions whose offset groups have 4, 8, 16 (the CPU kernel's unrolled run lengths) or other channel
+    counts, more than one 16-channel scatter block (24, 40), and offset groups that straddle conv groups."""
+    per_offset_group = draw(st.sampled_from([4, 8, 16, 24, 40, 6]), label="channels per offset group")
+    offset_groups = draw(st.integers(1, 3), label="offset_groups")
+    channels = per_offset_group * offset_groups
+    groups = draw(st.sampled_from([g for g in (1, 2, 3, 4) if channels % g == 0]), label="groups")
+    kernel = (draw(st.integers(1, 3), label="kh"), draw(st.integers(1, 3), label="kw"))
+    size = (draw(st.integers(3, 7), label="H"), draw(st.integers(3, 7), label="W"))
+    out_channels = groups * draw(st.integers(1, 2), label="Cout multiple")
+    return Conv(1, channels, out_channels, groups, offset_groups, kernel, *size, Geometry(padding=(1, 1)))
+
+
+@pytest.mark.parametrize("isa", ["native", "generic"])
+@pytest.mark.parametrize("backend", CPP)
+@given(conv=cpu_channel_layouts(), seed=st.integers(0, 2**31 - 1))
+def test_cpu_kernel_channel_runs_and_instruction_sets(backend, isa, conv, seed):
+    """The C++ CPU kernel's channel loops (unrolled lengths, runs split at conv-group borders, scatter blocks)
+    in both compiled variants (AVX2 + FMA where the CPU has them, and the baseline forced by
+    VQCNIR_CPU_ISA=generic) against the float64 reference: outputs and all five gradients."""
+    tensors = _inputs(conv, seed, "mixed")
+    with pytest.MonkeyPatch.context() as patch:  # read by the kernel at every call
+        if isa == "generic":
+            patch.setenv("VQCNIR_CPU_ISA", "generic")
+        else:
+            patch.delenv("VQCNIR_CPU_ISA", raising=False)
+        out, cast = _call(tensors, conv, backend, torch.float64, grad=True)
+        grad_out = torch.randn(out.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 1))
+        out.backward(grad_out)
+    t = tensors
+    expected = deform_conv2d_ref(t["input"], t["offset"], t["weight"], t["bias"], *conv.geometry, t["mask"])
+    torch.testing.assert_close(out.detach(), expected, rtol=1e-10, atol=1e-10)
+    by_hand = deform_conv2d_grads_ref(grad_out, *(t[k] for k in GRADIENTS), conv.geometry)
+    for name, grad in zip(GRADIENTS, by_hand, strict=True):
+        torch.testing.assert_close(cast[name].grad, grad, rtol=1e-10, atol=1e-10, msg=name)
+
+
 def test_public_api_exports():
     assert vqcnir_ops.deform_conv2d is deform_conv2d
     assert vqcnir_ops.deform_conv2d_ref is deform_conv2d_ref
