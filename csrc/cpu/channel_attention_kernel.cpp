@@ -42,23 +42,25 @@ void check_like(const at::Tensor& ref, const char* ref_name, const at::Tensor& t
   check_same_device(ref, ref_name, t, name);
 }
 
-// The sum of squares of row[0 .. len), compiled for the baseline target and for AVX2 + FMA
-// (vqcnir/cpu_isa.h chooses).
+// The sum of squares of row[0 .. len); inlined into a baseline and an AVX2 + FMA wrapper (vqcnir/cpu_isa.h
+// chooses), each vectorised for its target.
 template <typename scalar_t>
-scalar_t sum_of_squares(const scalar_t* row, int64_t len) {
+inline __attribute__((always_inline)) scalar_t sum_of_squares_body(const scalar_t* row, int64_t len) {
   scalar_t sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < len; ++j) sum += row[j] * row[j];
   return sum;
 }
 
+template <typename scalar_t>
+scalar_t sum_of_squares(const scalar_t* row, int64_t len) {
+  return sum_of_squares_body(row, len);
+}
+
 #ifdef VQCNIR_CPU_AVX2_VARIANT
 template <typename scalar_t>
 __attribute__((target("avx2,fma"))) scalar_t sum_of_squares_avx2(const scalar_t* row, int64_t len) {
-  scalar_t sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < len; ++j) sum += row[j] * row[j];
-  return sum;
+  return sum_of_squares_body(row, len);
 }
 #endif
 

@@ -107,17 +107,20 @@ void for_each_plan_block(int64_t n, const Body& body) {
   });
 }
 
-// What every chunk of a call shares; chunk() fills in one image's chunk.
+// One thread's state: the geometry's per-chunk arrays (row/column bases, a zeros row) and the column
+// matrices, allocated on first use.
 template <typename scalar_t>
-struct ChunkMaker {
+struct Workspace {
   const DeformGeometry& g;
   std::vector<scalar_t> base_y, base_x, zeros;
+  at::Tensor columns, grad_columns;
 
-  explicit ChunkMaker(const DeformGeometry& geometry)
+  explicit Workspace(const DeformGeometry& geometry)
       : g(geometry), zeros(std::max<int64_t>(1, geometry.channels_per_offset_group()), scalar_t(0)) {}
 
-  Chunk<scalar_t> chunk(const scalar_t* input_t, const scalar_t* offset_b, const scalar_t* mask_b, int64_t p0,
-                        int64_t n) {
+  // Chunk p0 .. p0 + n - 1 of image b (in_t: [B, H, W, C]; offset and mask as the op takes them).
+  Chunk<scalar_t> chunk(const at::Tensor& in_t, const at::Tensor& offset, const at::Tensor& mask, int64_t b,
+                        int64_t p0, int64_t n) {
     base_y.resize(n);
     base_x.resize(n);
     int64_t ho = p0 / g.out_w, wo = p0 % g.out_w;  // stepped along, no division per pixel
@@ -131,33 +134,14 @@ struct ChunkMaker {
     }
     return Chunk<scalar_t>{g.channels, g.height, g.width, g.taps(), g.kernel_w, g.offset_groups,
                            g.channels_per_offset_group(), g.channels / g.groups, g.pixels(), g.dilation_h,
-                           g.dilation_w, p0, n, base_y.data(), base_x.data(), input_t, offset_b, mask_b,
-                           zeros.data()};
-  }
-};
-
-// One thread's buffers: the chunk geometry and the column matrices, allocated on first use.
-template <typename scalar_t>
-struct Workspace {
-  ChunkMaker<scalar_t> maker;
-  at::Tensor columns, grad_columns;
-
-  explicit Workspace(const DeformGeometry& g) : maker(g) {}
-
-  // Chunk p0 .. p0 + n - 1 of image b (in_t: [B, H, W, C]; offset and mask as the op takes them).
-  Chunk<scalar_t> chunk(const at::Tensor& in_t, const at::Tensor& offset, const at::Tensor& mask, int64_t b,
-                        int64_t p0, int64_t n) {
-    return maker.chunk(in_t[b].const_data_ptr<scalar_t>(), offset[b].const_data_ptr<scalar_t>(),
-                       mask[b].const_data_ptr<scalar_t>(), p0, n);
+                           g.dilation_w, p0, n, base_y.data(), base_x.data(), in_t[b].const_data_ptr<scalar_t>(),
+                           offset[b].const_data_ptr<scalar_t>(), mask[b].const_data_ptr<scalar_t>(), zeros.data()};
   }
 
-  at::Tensor& columns_buffer(int64_t chunk, const at::TensorOptions& options) {
-    if (!columns.defined()) columns = at::empty({maker.g.channels * maker.g.taps() * chunk}, options);
-    return columns;
-  }
-  at::Tensor& grad_columns_buffer(int64_t chunk, const at::TensorOptions& options) {
-    if (!grad_columns.defined()) grad_columns = at::empty({maker.g.channels * maker.g.taps() * chunk}, options);
-    return grad_columns;
+  // `buffer` (columns or grad_columns) with room for one chunk's column matrix.
+  at::Tensor& buffer(at::Tensor& buffer, int64_t chunk, const at::TensorOptions& options) const {
+    if (!buffer.defined()) buffer = at::empty({g.channels * g.taps() * chunk}, options);
+    return buffer;
   }
 };
 
@@ -213,7 +197,7 @@ at::Tensor deform_conv2d_cpu(const at::Tensor& input, const at::Tensor& offset, 
     std::vector<Workspace<scalar_t>> spaces(at::get_num_threads(), Workspace<scalar_t>(g));
     for_each_image(g, [&](int64_t b) {
       Workspace<scalar_t>& space = spaces[at::get_thread_num()];
-      at::Tensor& columns = space.columns_buffer(chunk, out.options());
+      at::Tensor& columns = space.buffer(space.columns, chunk, out.options());
       for (int64_t p0 = 0; p0 < g.pixels(); p0 += chunk) {
         const int64_t n = std::min(chunk, g.pixels() - p0);
         const Chunk<scalar_t> ch = space.chunk(in_t, off_c, mask_c, b, p0, n);
@@ -260,8 +244,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
     std::vector<Workspace<scalar_t>> spaces(at::get_num_threads(), Workspace<scalar_t>(g));
     for_each_image(g, [&](int64_t b) {
       Workspace<scalar_t>& space = spaces[at::get_thread_num()];
-      at::Tensor& columns = space.columns_buffer(chunk, in_t.options());
-      at::Tensor& grad_columns = space.grad_columns_buffer(chunk, in_t.options());
+      at::Tensor& columns = space.buffer(space.columns, chunk, in_t.options());
+      at::Tensor& grad_columns = space.buffer(space.grad_columns, chunk, in_t.options());
       scalar_t* grad_offset_b = grad_offset[b].mutable_data_ptr<scalar_t>();
       scalar_t* grad_mask_b = grad_mask[b].mutable_data_ptr<scalar_t>();
       scalar_t* grad_input_b = grad_input_t[b].mutable_data_ptr<scalar_t>();
