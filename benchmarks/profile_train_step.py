@@ -1,7 +1,7 @@
 """Where one stage-2 training iteration of a recipe spends its time on the CPU, part by part.
 
     python benchmarks/profile_train_step.py [--config recipes/configs/vqcnir_demo.yaml] [--threads 1]
-                                            [--iterations 25] [--clock process|wall] [--profile]
+                                            [--iterations 25] [--clock process|wall] [--profile] [--compile]
                                             [--json-out FILE] [--label TEXT]
 
 Runs the loop of ``recipes/train_vqcnir.py`` without the session around it (no logs, checkpoints or
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=25, help="timed iterations, after 5 warm-up ones")
     parser.add_argument("--clock", choices=("wall", "process"), default=None, help="default: process with 1 thread")
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the generator, as train.compile=true")
     parser.add_argument("--json-out", default=None, help="append the medians to this file as one JSON line")
     parser.add_argument("--label", default="", help="a free text stored with --json-out (e.g. 'before')")
     args = parser.parse_args()
@@ -68,6 +69,7 @@ def main() -> None:
     model = VQCNIR(config)
     model.load_stage1(prior)
     model.freeze_prior()
+    net_g = torch.compile(model) if args.compile else model  # the recipes' wrap_model with train.compile
     update = GANUpdate(options.train, options.network_d, [p for p in model.parameters() if p.requires_grad], runtime)
     train = options.datasets.train
     stream = batch_stream(dataset, train.batch_size_per_gpu, train.num_worker_per_gpu, options.manual_seed,
@@ -79,7 +81,7 @@ def main() -> None:
         t1 = clock()
         gt_indices = prior.encode_indices(batch["gt"])
         t2 = clock()
-        out = model(batch["lq"], gt_indices)
+        out = net_g(batch["lq"], gt_indices)
         t3 = clock()
         update.step(out.image, batch["gt"], out.quant_loss, number, contextlib.nullcontext)
         t4 = clock()
@@ -122,6 +124,7 @@ def _append_record(args: argparse.Namespace, train: object, clock_name: str, med
         "crop": train.gt_size,
         "threads": args.threads,
         "clock": clock_name,
+        "compile": args.compile,
         "iterations": args.iterations,
         "median_ms": {part: round(ms, 2) for part, ms in medians.items()},
         "iterations_per_second": round(1e3 / medians["iteration"], 3),

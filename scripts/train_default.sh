@@ -2,7 +2,11 @@
 # Trains the default model (recipes/configs/vqgan_default.yaml, then vqcnir_default.yaml: the `tiny` preset on
 # the bundled photographs degraded into night photos) and exports it into the package with its model card.
 #
+#   bash scripts/install.sh photos                     # once: every package that bundles a training photo
 #   bash scripts/train_default.sh [--key=value ...]     # extra options go to recipes/train_vqcnir.py
+#
+# Both recipes set datasets.train.all_photos: without SPORCO, scikit-learn or matplotlib they stop with the
+# install command instead of training, silently, on the 4 photos scikit-image alone bundles.
 #
 # Stage 2 runs in two legs, as the shipped model was trained (the recipe file holds the second leg):
 #   leg 1, iterations 1-3000: L1 + code alignment, lr 1e-3 decayed x0.3 at 2400 and 2800;

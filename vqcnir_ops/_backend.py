@@ -226,19 +226,19 @@ def _listing(reasons: Mapping[str, str | None]) -> str:
 @torch.compiler.assume_constant_result
 def _choose(op: str, device_type: str, dtype: torch.dtype, requested: str, facts: tuple) -> str:
     spec = _OPS[op]
-    reasons = spec.reasons(device_type, dtype, dict(facts))
+    facts_map = dict(facts)
+    # Ask only the candidates needed, in order; every backend's reason is gathered only to explain an error.
+    order = spec.gpu_order if device_type == "cuda" else spec.cpu_order
+    for candidate in (*order, "reference") if requested == "auto" else (requested,):
+        if spec._reason(candidate, device_type, dtype, facts_map) is None:
+            return candidate
+    reasons = spec.reasons(device_type, dtype, facts_map)
     call = f"{dtype} on {device_type}" + "".join(f", {name}={value}" for name, value in facts)
     if requested != "auto":
-        if reasons[requested] is None:
-            return requested
         raise BackendUnavailableError(
             f"{op}: backend {requested!r} was requested but cannot run this call ({call}): {reasons[requested]}"
             f"\nbackends for this call:{_listing(reasons)}"
         )
-    order = spec.gpu_order if device_type == "cuda" else spec.cpu_order
-    for candidate in (*order, "reference"):
-        if reasons[candidate] is None:
-            return candidate
     raise BackendUnavailableError(f"{op}: no backend can run this call ({call}):{_listing(reasons)}")
 
 

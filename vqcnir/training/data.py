@@ -22,9 +22,11 @@ from vqcnir.data import (
     SyntheticNightBlurDataset,
     build_demo_set,
 )
-from vqcnir.data.night import NightPhotoDataset, build_night_set
+from vqcnir.data.night import NightPhotoDataset, build_night_set, describe_sources
+from vqcnir.data.photos import missing_packages
 
 from .config import DatasetOptions
+from .options import OptionsError
 
 
 def build_dataset(options: DatasetOptions, train: bool, seed: int) -> Dataset:
@@ -45,6 +47,13 @@ def build_dataset(options: DatasetOptions, train: bool, seed: int) -> Dataset:
         if options.split == "train":
             if not train or not options.gt_size:
                 raise ValueError("dataset type 'night' with split 'train' makes random crops: set gt_size >= 8")
+            missing = missing_packages()
+            if options.all_photos and missing:
+                raise OptionsError(
+                    f"datasets.train.all_photos is set but packages with training photos are missing "
+                    f"({describe_sources()}): install them with `bash scripts/install.sh photos` (or pip install "
+                    f"{' '.join(missing)}), or set all_photos to false to train on fewer photos"
+                )
             return NightPhotoDataset(crop_size=options.gt_size, degrade_inputs=options.degrade, seed=seed)
         held_out = build_night_set()
         return PairedFolderDataset(f"{held_out.test}/lq", f"{held_out.test}/gt", augment, seed)
