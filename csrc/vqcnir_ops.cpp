@@ -31,6 +31,14 @@ TORCH_LIBRARY(vqcnir_C, m) {
       "deform_conv2d_backward(Tensor grad_out, Tensor input, Tensor offset, Tensor mask, Tensor weight, "
       "Tensor bias, int stride_h, int stride_w, int pad_h, int pad_w, int dilation_h, int dilation_w, "
       "bool deterministic) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Depth-wise convolution, stride 1 (vqcnir_ops/depthwise/reference.py): input [B, C, H, W] (any float dtype,
+  // any strides), weight [C, 1, kh, kw], bias [C] or none (any float dtypes); padding and dilation [2]. fwd ->
+  // output [B, C, Ho, Wo] in input's dtype; bwd(grad_out) -> (grad_input, grad_weight, grad_bias), each in its
+  // argument's dtype (grad_bias in weight's without a bias). Float32 compute (float64 for float64 input).
+  m.def("depthwise_conv2d_fwd(Tensor input, Tensor weight, Tensor? bias, int[2] padding, int[2] dilation) -> Tensor");
+  m.def(
+      "depthwise_conv2d_bwd(Tensor grad_out, Tensor input, Tensor weight, Tensor? bias, int[2] padding, "
+      "int[2] dilation) -> (Tensor, Tensor, Tensor)");
   // Phase kernels of the bi-directional channel attention (vqcnir_ops/attention/staged.py). x, y, z
   // [B, heads, C, N] of one floating dtype, any strides; compute dtype float64 for float64, else float32.
   // channel_gram -> (x @ y^T [B, heads, C, C], |x|^2 [B, heads, C], |y|^2), reduced over N in a fixed order.

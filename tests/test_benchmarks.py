@@ -17,8 +17,12 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("script", ["bench_quantize", "bench_channel_attention", "bench_deform_conv"])
-def test_quick_cpu_run_measures_every_provider(script, tmp_path):
+@pytest.mark.parametrize(
+    ("script", "baseline"),
+    [("bench_quantize", "reference"), ("bench_channel_attention", "reference"), ("bench_deform_conv", "reference"),
+     ("bench_depthwise", "F.conv2d")],
+)  # fmt: skip
+def test_quick_cpu_run_measures_every_provider(script, baseline, tmp_path):
     out = tmp_path / "bench.jsonl"
     command = [sys.executable, f"benchmarks/{script}.py", "--quick", "--device", "cpu", "--no-compile", "--no-save",
                "--threads", "1", "--json-out", str(out)]  # fmt: skip
@@ -28,4 +32,4 @@ def test_quick_cpu_run_measures_every_provider(script, tmp_path):
     assert rows, run.stdout
     for row in rows:  # on the CPU every listed provider runs: a note is an error (reported as NaN ms)
         assert not row["note"] and math.isfinite(row["ms"]) and row["ms"] > 0, row
-    assert {"reference", "cpp"} <= {row["provider"] for row in rows}, rows
+    assert {baseline, "cpp"} <= {row["provider"] for row in rows}, rows

@@ -29,6 +29,7 @@ from vqcnir_ops.deform import (
     deform_conv2d,
     deform_conv2d_ref,
 )
+from vqcnir_ops.depthwise import DepthwiseConv2d, depthwise_conv2d, depthwise_conv2d_ref
 from vqcnir_ops.norm import LayerNorm2d, layer_norm_2d_ref
 from vqcnir_ops.quantize import QuantizerOutput, VectorQuantizer, nearest_code, nearest_code_ref
 
@@ -42,6 +43,8 @@ __all__ = [
     "curve_map_ref",
     "deform_conv2d",
     "deform_conv2d_ref",
+    "depthwise_conv2d",
+    "depthwise_conv2d_ref",
     "layer_norm_2d_ref",
     "nearest_code",
     "nearest_code_ref",
@@ -53,6 +56,7 @@ __all__ = [
     "BidirectionalChannelAttention",
     "DeformConv2d",
     "DeformConv2dPack",
+    "DepthwiseConv2d",
     "IMACConv",
     "LargeKernelAttention",
     "LayerNorm2d",

@@ -9,7 +9,8 @@ custom domain):
 - ``deform_conv2d``: one ``DeformConv`` node (opset 19 or later), through ``torch.onnx.ops.symbolic``;
 - ``bidirectional_channel_attention``: its reference, decomposed into ``ReduceL2`` / ``MatMul`` / ``Softmax``;
 - ``curve_map``: its reference, elementwise operators;
-- ``nearest_code``: squared distances (``MatMul``) and ``ArgMin``; inference only.
+- ``nearest_code``: squared distances (``MatMul``) and ``ArgMin``; inference only;
+- ``depthwise_conv2d``: its reference, one ``Conv`` node with ``group = C``.
 
 The exported model needs opset :data:`MIN_OPSET` or later (``torch.onnx.export``'s default in torch 2.13 is
 20). ``vqcnir.export_onnx`` exports whole VQCNIR / VQGAN models on top of this.
@@ -40,6 +41,7 @@ ONNX_FORMS: dict[str, OnnxForm] = {
     ),
     "curve_map": OnnxForm("vqcnir_ops.curve.to_onnx:curve_map_onnx", ("Mul", "Add")),
     "nearest_code": OnnxForm("vqcnir_ops.quantize.to_onnx:nearest_code_onnx", ("MatMul", "ArgMin")),
+    "depthwise_conv2d": OnnxForm("vqcnir_ops.depthwise.to_onnx:depthwise_conv2d_onnx", ("Conv",)),
 }
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.export.onnx_check import Calls, check_standard, export, run, session
-from vqcnir_ops import bidirectional_channel_attention, curve_map, deform_conv2d, nearest_code
+from vqcnir_ops import bidirectional_channel_attention, curve_map, deform_conv2d, depthwise_conv2d, nearest_code
 from vqcnir_ops._testing import assert_max_rel_close, check_nearest_code, deform_offsets
 from vqcnir_ops.deform.reference import Geometry
 from vqcnir_ops.to_onnx import ONNX_FORMS, exporting
@@ -162,6 +162,25 @@ def test_curve_map_matches_reference_in_onnx_runtime():
         _curve_case(gen, (1, 2, 3, 3, 4), (1, 2, 3, 3, 4), edge=True),
     ]
     _check([c for c, _ in cases], [t for _, ts in cases for t in ts], "curve_map")
+
+
+# --- depthwise_conv2d -----------------------------------------------------------------------------------
+
+
+def test_depthwise_conv2d_matches_reference_in_onnx_runtime():
+    gen = _generator(4)
+    cases = []
+    for shape, kernel, padding, dilation, bias in (
+        ((2, 5, 11, 13), (7, 7), (3, 3), (1, 1), True),  # texture warping's 7 x 7
+        ((1, 3, 20, 17), (7, 7), (9, 9), (3, 3), True),  # the large-kernel attention's dilated 7 x 7
+        ((1, 4, 6, 9), (3, 2), (2, 0), (1, 2), False),  # odd geometry, no bias
+    ):
+        tensors = [torch.randn(shape, generator=gen), torch.randn(shape[1], 1, *kernel, generator=gen)]
+        if bias:
+            tensors.append(torch.randn(shape[1], generator=gen))
+        call = functools.partial(depthwise_conv2d, padding=padding, dilation=dilation)
+        cases.append(((call, len(tensors)), tensors))
+    _check([c for c, _ in cases], [t for _, ts in cases for t in ts], "depthwise_conv2d")
 
 
 # --- nearest_code ---------------------------------------------------------------------------------------

@@ -427,8 +427,9 @@ class Conformance:
             call(None)
         monkeypatch.delenv("VQCNIR_OPS_BACKEND")
         wide = {k: v.double() if k in self.case.activations else v for k, v in tensors.items()}
-        with pytest.raises(BackendUnavailableError, match="does not support dtype torch.float64"):
-            call("triton", wide)
+        if "triton" in spec.backends:  # an op without a Triton kernel already refused "triton" above
+            with pytest.raises(BackendUnavailableError, match="does not support dtype torch.float64"):
+                call("triton", wide)
         auto = spec.choose(torch.device("cpu"), torch.float32)
         assert auto == ("cpp" if _backend.backend_unavailable_reason("cpp", "cpu") is None else "reference")
         monkeypatch.setattr(_backend, "backend_unavailable_reason", lambda name, device: f"{name} is off for this test")

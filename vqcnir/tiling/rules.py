@@ -5,8 +5,8 @@ input region an output region needs and computes it from crops:
 
 - per-pixel (element-wise functions, dtype casts, ops along the channel dims, reshapes that keep the pixel
   grid last): the same region of every input;
-- windows (``conv2d``, ``avg_pool2d``, ``max_pool2d``): the window's rows and columns, padded as the call
-  pads only where they leave the image;
+- windows (``conv2d``, ``vqcnir_ops.depthwise_conv2d``, ``avg_pool2d``, ``max_pool2d``): the window's rows
+  and columns, padded as the call pads only where they leave the image;
 - resampling (``interpolate`` by powers of two, ``pixel_shuffle``, ``pixel_unshuffle``): an input region
   aligned to the scale with the margin the interpolation reads, resampled, then cut to the output region.
 
@@ -403,6 +403,31 @@ def conv2d(tracer: Tracer, call: Call) -> Any:
     kept = {k: v for k, v in (dict(zip(names, args, strict=False)) | kwargs).items() if k not in ("padding",)}
     kept_args = (kept.pop("input"), kept.pop("weight"))
     op = Window(torch.conv2d, kernel, stride, dilation, pads, 0.0, kept_args, {**kept, "padding": 0})
+    return tracer.emit(op, call, refs, tracer.meta_call(call), _output_grid(tracer, call))
+
+
+def _depthwise_window(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *,
+                      padding: int | tuple[int, int], dilation: list[int], backend: str) -> torch.Tensor:  # fmt: skip
+    """The depth-wise op with the window's padding (an int or a pair) made the op's list."""
+    return torch.ops.vqcnir.depthwise_conv2d_fwd(input, weight, bias, list(_pair(padding)), dilation, backend)
+
+
+_depthwise_window.__name__ = "depthwise_conv2d"  # as the window's node describes itself
+
+
+@rule("vqcnir::depthwise_conv2d_fwd")
+def depthwise_conv2d(tracer: Tracer, call: Call) -> Any:
+    """``vqcnir_ops.depthwise_conv2d`` (stride 1): a window like conv2d's."""
+    _hw_input(call)
+    names = ("input", "weight", "bias", "padding", "dilation", "backend")
+    given = dict(zip(names, call.args, strict=False)) | call.kwargs
+    weight = given["weight"]
+    kernel = (int(weight.shape[-2]), int(weight.shape[-1]))
+    (ph, pw), dilation = _pair(given["padding"]), _pair(given["dilation"])
+    args, kwargs, refs = tracer.template(call)
+    kept = {k: v for k, v in (dict(zip(names, args, strict=False)) | kwargs).items() if k != "padding"}
+    kept_args = (kept.pop("input"), kept.pop("weight"), kept.pop("bias"))
+    op = Window(_depthwise_window, kernel, (1, 1), dilation, (ph, ph, pw, pw), 0.0, kept_args, {**kept, "padding": 0})
     return tracer.emit(op, call, refs, tracer.meta_call(call), _output_grid(tracer, call))
 
 

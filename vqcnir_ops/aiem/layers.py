@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vqcnir_ops.depthwise.module import DepthwiseConv2d
 from vqcnir_ops.validation import check_tensor
 
 
@@ -54,8 +55,8 @@ class SimplifiedChannelAttention(nn.Module):
 
 
 class LargeKernelAttention(nn.Module):
-    """Large-kernel attention (VAN): depth-wise 5x5, depth-wise 7x7 with dilation 3 (receptive field
-    23x23), then a 1x1 conv to ``out_channels``.
+    """Large-kernel attention (VAN): depth-wise 5x5, depth-wise 7x7 with dilation 3 (receptive field 23x23;
+    both ``DepthwiseConv2d``), then a 1x1 conv to ``out_channels``.
 
     Shapes: ``[B, in_channels, H, W]`` -> ``[B, out_channels, H, W]``. Keys ``conv0``, ``conv_spatial``,
     ``conv1`` as the official ``LKA``.
@@ -68,8 +69,8 @@ class LargeKernelAttention(nn.Module):
     def __init__(self, in_channels: int, out_channels: int | None = None) -> None:
         super().__init__()
         c = self.in_channels = int(in_channels)
-        self.conv0 = nn.Conv2d(c, c, 5, padding=2, groups=c)
-        self.conv_spatial = nn.Conv2d(c, c, 7, padding=9, dilation=3, groups=c)
+        self.conv0 = DepthwiseConv2d(c, 5, padding=2)
+        self.conv_spatial = DepthwiseConv2d(c, 7, padding=9, dilation=3)
         self.conv1 = nn.Conv2d(c, int(out_channels or in_channels), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from vqcnir_ops.deform.functional import IntPair, _pair, deform_conv2d, geometry
+from vqcnir_ops.depthwise.module import DepthwiseConv2d
 from vqcnir_ops.validation import check_tensor
 
 
@@ -129,8 +130,8 @@ class TextureWarp(nn.Module):
 
     ``forward(x_main, x_cond, previous_offset=None) -> (warped, offset_feature)``:
 
-    - ``offset_conv1``: ``cat([x_cond, x_main])`` -> 1x1 conv -> GroupNorm -> SiLU -> depth-wise 7x7 ->
-      GroupNorm -> SiLU -> 1x1 conv (``channels`` wide);
+    - ``offset_conv1``: ``cat([x_cond, x_main])`` -> 1x1 conv -> GroupNorm -> SiLU -> depth-wise 7x7
+      (``DepthwiseConv2d``) -> GroupNorm -> SiLU -> 1x1 conv (``channels`` wide);
     - ``offset_conv2``: ``cat([that, previous_offset])`` (the coarser level's offset feature, upsampled
       x2 and doubled by the caller) -> 3x3 conv -> GroupNorm -> SiLU: the ``offset_feature``;
     - ``dcn``: :class:`DeformConv2dPack` (3x3, padding 1, ``offset_groups`` = 4) on ``x_main``, with offsets
@@ -165,7 +166,7 @@ class TextureWarp(nn.Module):
 
         self.offset_conv1 = nn.Sequential(
             nn.Conv2d(channels + cond_channels, channels, 1), norm(), nn.SiLU(),
-            nn.Conv2d(channels, channels, 7, padding=3, groups=channels), norm(), nn.SiLU(),
+            DepthwiseConv2d(channels, 7, padding=3), norm(), nn.SiLU(),
             nn.Conv2d(channels, channels, 1),
         )  # fmt: skip
         self.offset_conv2 = nn.Sequential(
