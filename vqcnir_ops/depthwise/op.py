@@ -35,14 +35,10 @@ def _(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padd
 
 @torch.library.custom_op("vqcnir::depthwise_conv2d_bwd", mutates_args=())
 def depthwise_conv2d_bwd(
-    grad_out: torch.Tensor,
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    padding: list[int],
-    dilation: list[int],
+    grad_out: torch.Tensor,  # the output's gradient, then the forward's arguments
+    input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: list[int], dilation: list[int],
     backend: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """``(grad_input, grad_weight, grad_bias)``, contiguous, in the dtypes of input, weight and bias (weight's
     without a bias)."""
     return SPEC.backward(backend, grad_out, input, weight, bias, padding, dilation)
