@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import vqcnir_ops
 from tests.backends import backend_params
 from tests.ops.conformance import BadCall, Case, Conformance, Example, Tensors, st
 from vqcnir_ops import DepthwiseConv2d, depthwise_conv2d
@@ -169,3 +170,37 @@ def test_results_do_not_depend_on_the_thread_count(backend):
         torch.set_num_threads(threads)
     for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("isa", ["default", "generic"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_kernel_in_both_instruction_sets(isa, dtype, monkeypatch):
+    """The C++ kernel's loops in both compiled variants (AVX2 + FMA where the CPU has them, and the baseline forced
+    by VQCNIR_CPU_ISA=generic) against the float64 reference, at each column-block width (8, 16, 32) and with
+    padding wider than the dilated kernel."""
+    if vqcnir_ops._backend.backend_unavailable_reason("cpp", "cpu") is not None:
+        pytest.skip("the C++ extension is not built")
+    if isa == "generic":
+        monkeypatch.setenv("VQCNIR_CPU_ISA", "generic")  # read by the kernel at every call
+    else:
+        monkeypatch.delenv("VQCNIR_CPU_ISA", raising=False)
+    gen = torch.Generator().manual_seed(7)
+    tol = {torch.float32: 2e-5, torch.float64: 1e-12}[dtype]
+    for shape, kernel, padding, dilation in (
+        ((2, 3, 8, 7), (5, 5), (2, 2), (1, 1)),
+        ((1, 2, 13, 16), (7, 7), (9, 9), (3, 3)),
+        ((2, 2, 5, 45), (3, 7), (4, 5), (1, 1)),
+    ):
+        t = _inputs(shape, kernel, True, gen)
+        leaves = [t[k].to(dtype).requires_grad_() for k in ("input", "weight", "bias")]
+        out = depthwise_conv2d(*leaves, padding, dilation, backend="cpp")
+        grad_out = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+        grads = torch.autograd.grad(out, leaves, grad_out.to(dtype))
+        exact_leaves = [t[k].to(dtype).double().requires_grad_() for k in ("input", "weight", "bias")]
+        exact = depthwise_conv2d_ref(*exact_leaves, padding, dilation)
+        expected = torch.autograd.grad(exact, exact_leaves, grad_out.to(dtype).double())
+        scale = max(1.0, exact.abs().max().item())
+        torch.testing.assert_close(out.double(), exact.detach(), rtol=tol, atol=tol * scale)
+        for name, got, want in zip(("input", "weight", "bias"), grads, expected, strict=True):
+            torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol * max(1.0, want.abs().max().item()),
+                                       msg=lambda m, n=name: f"grad {n}: {m}")  # fmt: skip
