@@ -7,30 +7,22 @@ import os
 import torch
 
 from vqcnir_ops._dtypes import call_dtype
+from vqcnir_ops.conv_geometry import Geometry, IntPair, check_int_pair
 from vqcnir_ops.deform import op as _op  # noqa: F401  (registers torch.ops.vqcnir.deform_conv2d_*)
 from vqcnir_ops.deform.backends import SPEC
-from vqcnir_ops.deform.reference import Geometry
 from vqcnir_ops.to_onnx import exporting, onnx_form
 from vqcnir_ops.validation import check_same_device, check_tensor
 
 DETERMINISTIC_ENV = "VQCNIR_DETERMINISTIC"
-IntPair = int | tuple[int, int] | list[int]
-# Geometry integers reach the kernels as int32 (Triton, the sampling positions) and int64 (the op's schema).
-MAX_GEOMETRY = 2**31 - 1
-
-
-def _pair(name: str, value: IntPair, minimum: int) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise TypeError(f"argument '{name}' must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum or max(pair) > MAX_GEOMETRY:
-        raise ValueError(f"argument '{name}' must be between {minimum} and {MAX_GEOMETRY}, got {value!r}")
-    return pair[0], pair[1]
 
 
 def geometry(stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1) -> Geometry:
     """The checked :class:`Geometry` of ``stride`` (>= 1), ``padding`` (>= 0) and ``dilation`` (>= 1)."""
-    return Geometry(_pair("stride", stride, 1), _pair("padding", padding, 0), _pair("dilation", dilation, 1))
+    return Geometry(
+        check_int_pair("stride", stride, 1),
+        check_int_pair("padding", padding, 0),
+        check_int_pair("dilation", dilation, 1),
+    )
 
 
 def deterministic_requested() -> bool:

@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from vqcnir_ops.deform.functional import IntPair, _pair, deform_conv2d, geometry
+from vqcnir_ops.conv_geometry import IntPair, check_int_pair
+from vqcnir_ops.deform.functional import deform_conv2d, geometry
 from vqcnir_ops.depthwise.module import DepthwiseConv2d
 from vqcnir_ops.validation import check_tensor
 
@@ -44,7 +45,7 @@ class DeformConv2d(nn.Module):
                 f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})"
             )
         self.in_channels, self.out_channels, self.groups, self.backend = in_channels, out_channels, groups, backend
-        self.kernel_size = _pair("kernel_size", kernel_size, 1)
+        self.kernel_size = check_int_pair("kernel_size", kernel_size, 1)
         self.stride, self.padding, self.dilation = geometry(stride, padding, dilation)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None

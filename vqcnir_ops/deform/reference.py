@@ -37,32 +37,7 @@ from typing import NamedTuple
 import torch
 
 from vqcnir_ops._dtypes import compute_dtype
-
-
-class Geometry(NamedTuple):
-    """Stride, padding and dilation of one deformable convolution, each an ``(h, w)`` pair."""
-
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-
-    def flat(self) -> list[int]:
-        """``[stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w]``: the custom ops' and C++ kernels' form."""
-        return [*self.stride, *self.padding, *self.dilation]
-
-    @classmethod
-    def from_flat(cls, values: list[int]) -> Geometry:
-        """The inverse of :meth:`flat`."""
-        sh, sw, ph, pw, dh, dw = values
-        return cls((sh, sw), (ph, pw), (dh, dw))
-
-    def output_size(self, height: int, width: int, kernel: tuple[int, int]) -> tuple[int, int]:
-        """``(Ho, Wo)`` of a convolution with this geometry (as ``torch.nn.functional.conv2d``)."""
-        size = [
-            (n + 2 * p - d * (k - 1) - 1) // s + 1
-            for n, k, s, p, d in zip((height, width), kernel, self.stride, self.padding, self.dilation, strict=True)
-        ]
-        return size[0], size[1]
+from vqcnir_ops.conv_geometry import Geometry  # noqa: F401  (part of this reference's contract)
 
 
 class _Corner(NamedTuple):

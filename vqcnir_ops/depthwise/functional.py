@@ -5,26 +5,19 @@ from __future__ import annotations
 import torch
 
 from vqcnir_ops._dtypes import call_dtype
+from vqcnir_ops.conv_geometry import Geometry, IntPair, check_int_pair
 from vqcnir_ops.depthwise import op as _op  # noqa: F401  (registers torch.ops.vqcnir.depthwise_conv2d_*)
 from vqcnir_ops.depthwise.backends import SPEC
-from vqcnir_ops.depthwise.reference import output_size
 from vqcnir_ops.to_onnx import exporting, onnx_form
 from vqcnir_ops.validation import check_same_device, check_tensor
-
-
-def _pair(name: str, value: int | tuple[int, ...] | list[int], low: int) -> list[int]:
-    pair = [value, value] if isinstance(value, int) and not isinstance(value, bool) else list(value)
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < low for v in pair):
-        raise ValueError(f"argument '{name}' must be an int >= {low} or two of them, got {value!r}")
-    return pair
 
 
 def depthwise_conv2d(
     input: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
     *,
     backend: str | None = None,
 ) -> torch.Tensor:
@@ -67,13 +60,14 @@ def depthwise_conv2d(
         )
     if bias is not None and bias.shape[0] != channels:
         raise ValueError(f"argument 'bias' must have shape [{channels}], got {tuple(bias.shape)}")
-    pad, dil = _pair("padding", padding, 0), _pair("dilation", dilation, 1)
-    height, width = output_size(input.shape[2], input.shape[3], tuple(weight.shape[2:]), pad, dil)
+    pad, dil = check_int_pair("padding", padding, 0), check_int_pair("dilation", dilation, 1)
+    height, width = Geometry(padding=pad, dilation=dil).output_size(input.shape[2], input.shape[3], weight.shape[2:])
     if height < 1 or width < 1:
         raise ValueError(
             f"argument 'input' of {input.shape[2]} x {input.shape[3]} pixels is smaller than the dilated "
             f"{weight.shape[2]} x {weight.shape[3]} kernel (dilation {tuple(dil)}) after padding {tuple(pad)}"
         )
+    pad, dil = list(pad), list(dil)  # the op's schema: int[]
     if exporting():
         return onnx_form("depthwise_conv2d")(input, weight, bias, pad, dil)
     return torch.ops.vqcnir.depthwise_conv2d_fwd(

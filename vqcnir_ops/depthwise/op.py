@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from vqcnir_ops.conv_geometry import Geometry
 from vqcnir_ops.depthwise.backends import SPEC
-from vqcnir_ops.depthwise.reference import output_size
 
 
 @torch.library.custom_op("vqcnir::depthwise_conv2d_fwd", mutates_args=())
@@ -29,7 +29,8 @@ def depthwise_conv2d_fwd(
 @depthwise_conv2d_fwd.register_fake
 def _(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: list[int],
       dilation: list[int], backend: str) -> torch.Tensor:  # fmt: skip
-    height, width = output_size(input.shape[2], input.shape[3], tuple(weight.shape[2:]), padding, dilation)
+    geometry = Geometry(padding=tuple(padding), dilation=tuple(dilation))
+    height, width = geometry.output_size(input.shape[2], input.shape[3], weight.shape[2:])
     return input.new_empty(input.shape[0], input.shape[1], height, width)
 
 

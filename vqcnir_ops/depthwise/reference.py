@@ -17,12 +17,6 @@ import torch.nn.functional as F
 from vqcnir_ops._dtypes import compute_dtype
 
 
-def output_size(height: int, width: int, kernel: tuple[int, int], padding: tuple[int, int],
-                dilation: tuple[int, int]) -> tuple[int, int]:  # fmt: skip
-    """``(Ho, Wo)`` of a stride-1 convolution."""
-    return tuple(n + 2 * p - d * (k - 1) for n, k, p, d in zip((height, width), kernel, padding, dilation, strict=True))
-
-
 def depthwise_conv2d_ref(
     input: torch.Tensor,
     weight: torch.Tensor,
