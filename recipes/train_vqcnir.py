@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # ------------------------------------------------------------------------------------- optimizers
     update = GANUpdate(options.train, options.network_d, trainable, runtime)
-    validate = validator(model, val_set, runtime, options, source="lq")  # restoration of the night inputs
+    validate = validator(val_set, runtime, options, source="lq")  # restoration of the night inputs
     session = TrainingSession(options, runtime, model, update, validate)
     session.resume()
 

@@ -222,12 +222,14 @@ class TrainOptions:
     mixed_precision: str = "bf16"  # "bf16" autocast on CUDA ("no" = float32); CPU always runs float32
     compile: bool = False  # torch.compile the generator and the discriminator
     codebook_restart: int = 0  # stage 1: every N iterations move unused codes onto current latents (0 = off)
+    ema_decay: float = 0.0  # validate and keep best/final as a moving average of the weights (0 = off; e.g. 0.999)
 
     def __post_init__(self) -> None:
         _check(self.total_iter >= 1, "total_iter", ">= 1", self.total_iter)
         _check(self.mixed_precision in ("bf16", "no"), "mixed_precision", "'bf16' or 'no'", self.mixed_precision)
         _check(_finite(self.grad_clip), "grad_clip", "a finite number >= 0", self.grad_clip)
         _check(self.codebook_restart >= 0, "codebook_restart", ">= 0", self.codebook_restart)
+        _check(_finite(self.ema_decay) and 0.0 <= self.ema_decay < 1.0, "ema_decay", "in [0, 1)", self.ema_decay)
 
 
 @dataclass

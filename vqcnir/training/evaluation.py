@@ -58,12 +58,13 @@ def evaluate_restorer(
 
 
 def validator(
-    model: nn.Module, dataset: Dataset, runtime: Runtime, options: RecipeOptions, source: str
+    dataset: Dataset, runtime: Runtime, options: RecipeOptions, source: str
 ) -> Callable[..., dict[str, float]]:
-    """``validate(save_dir=None)`` for :class:`~vqcnir.training.session.TrainingSession`: ``model``
-    (eval mode, no gradients, the run's autocast) restores ``sample[source]`` of each validation pair."""
+    """``validate(model, save_dir=None)`` for :class:`~vqcnir.training.session.TrainingSession`: ``model``
+    (eval mode, no gradients, the run's autocast) restores ``sample[source]`` of each validation pair. The
+    session passes the generator, or its weight average when ``train.ema_decay`` is on."""
 
-    def validate(save_dir: str | None = None) -> dict[str, float]:
+    def validate(model: nn.Module, save_dir: str | None = None) -> dict[str, float]:
         with evaluating(model), autocast(runtime, options.train.mixed_precision):
             return evaluate_restorer(
                 lambda image: model(image).image,

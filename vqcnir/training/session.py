@@ -5,6 +5,8 @@ Experiment folder ``<path.experiments_root>/<name>/``: ``options.yaml`` (the res
 ``checkpoints/`` (:mod:`vqcnir.training.state`), ``best/`` (the generator with the best validation
 PSNR, a ``save_pretrained`` folder), ``final/`` (the generator at the end), ``samples/`` (PNG grids),
 ``logs/`` (TensorBoard or ``metrics.csv``), ``results/`` (the validation outputs at the end, PNG).
+With ``train.ema_decay`` > 0, validation, ``best/`` and ``final/`` use the weights' moving average
+(:mod:`vqcnir.training.average`); checkpoints hold the raw weights and the average both.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from vqcnir.checkpoint import load_weights, save_pretrained
 from vqcnir.io import remove_stale, write_text
 from vqcnir.progress import Progress, format_values
 
+from .average import WeightAverage
 from .config import RESUME_FIXED, NetworkGOptions, RecipeOptions
 from .data import DataPosition, batch_stream
 from .monitor import ScalarLog, save_image_grid
@@ -42,8 +45,8 @@ class TrainingSession:
         runtime: device / rank.
         model: the raw generator (not compiled, not DDP-wrapped): what checkpoints hold.
         update: the :class:`GANUpdate` (optimizers, schedules, discriminator).
-        validate: ``validate(save_dir=None)`` returns validation metrics (``psnr`` decides the best model),
-            writing the outputs as PNGs into ``save_dir`` when given; runs on rank 0 only.
+        validate: ``validate(model, save_dir=None)`` returns the validation metrics of ``model`` (``psnr``
+            decides the best model), writing the outputs as PNGs into ``save_dir`` when given; rank 0 only.
     """
 
     def __init__(
@@ -66,6 +69,13 @@ class TrainingSession:
         self.main = runtime.is_main
         self.log: ScalarLog | None = None
         self.progress: Progress | None = None
+        decay = options.train.ema_decay
+        self.average = WeightAverage(model, decay) if decay > 0 else None
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The generator that validation scores and ``best/`` / ``final/`` keep: the average when it is on."""
+        return self.average.module if self.average is not None else self.model
 
     # ----------------------------------------------------------------------------------------- resume
     def resume(self) -> int:
@@ -119,6 +129,11 @@ class TrainingSession:
         buffers = self._transient_buffers()
         for name, value in state["buffers"].items():
             buffers[name].copy_(value)
+        averaged = self.average is not None and "average" in state
+        if averaged:
+            self.average.load_state_dict(state["average"])
+        elif self.average is not None:  # the average turned on at this resume: it starts from these weights
+            self.average.reset(self.model)
         per_rank = state.get("rng_per_rank") or []
         same_world = len(per_rank) == self.runtime.world_size
         restore_rng_state(per_rank[self.runtime.rank] if same_world else state["rng"])
@@ -126,6 +141,8 @@ class TrainingSession:
         self.last_saved = self.start_iteration
         if self.main:
             print(f"resumed from {checkpoint} at iteration {self.start_iteration}", flush=True)
+            if self.average is not None and not averaged:
+                print(f"  weight average (train.ema_decay={self.average.decay}) starts here", flush=True)
             if self.runtime.world_size > 1 and not same_world:
                 print(f"  saved by {max(len(per_rank), 1)} process(es): every rank starts from rank 0's RNG state")
             for key, (old, new) in changed.items():
@@ -191,6 +208,8 @@ class TrainingSession:
         """Progress bar, logs, image grid, validation and periodic checkpoint for a finished iteration.
         ``images``: (input, output, ground truth) of the batch."""
         logger, val_freq = self.options.logger, self.options.val.val_freq
+        if self.average is not None:
+            self.average.update(self.model)
         self.progress.update(values={k[2:]: v for k, v in values.items() if k.startswith("l_")})
         if self.main and iteration % logger.print_freq == 0:
             self.log.scalars(iteration, {f"train/{k}": v for k, v in values.items()})
@@ -206,12 +225,12 @@ class TrainingSession:
         """Validate on rank 0, log, keep ``best/`` when the PSNR improved; returns the metrics."""
         metrics: dict[str, float] = {}
         if self.main:
-            metrics = self.validate(save_dir=save_dir)
+            metrics = self.validate(self.evaluated, save_dir=save_dir)
             self.log.scalars(iteration, {f"val/{k}": v for k, v in metrics.items() if k != "count"})
             improved = metrics["psnr"] > self.best["psnr"]
             if improved:
                 self.best = {"psnr": metrics["psnr"], "iteration": iteration}
-                save_pretrained(self.model, os.path.join(self.directory, "best"), {"iteration": str(iteration)})
+                save_pretrained(self.evaluated, os.path.join(self.directory, "best"), {"iteration": str(iteration)})
             shown = {k: v for k, v in metrics.items() if k != "count"}
             self.progress.write(f"val @ {iteration}: {format_values(shown)}{' (best)' if improved else ''}")
         barrier(self.runtime)
@@ -239,6 +258,8 @@ class TrainingSession:
                 "buffers": self._transient_buffers(),  # e.g. codebook usage counts (not in the weights)
                 "options": to_dict(self.options),
             }
+            if self.average is not None:
+                state["average"] = self.average.state_dict()
             path = write_checkpoint(
                 self.checkpoints, iteration, self.model, state, self.options_yaml, self.options.logger.keep_checkpoints
             )
@@ -268,7 +289,7 @@ class TrainingSession:
             results = os.path.join(self.directory, "results") if self.options.val.save_img else None
             metrics = self.run_validation(iteration, results)
             if self.main:
-                save_pretrained(self.model, os.path.join(self.directory, "final"), {"iteration": str(iteration)})
+                save_pretrained(self.evaluated, os.path.join(self.directory, "final"), {"iteration": str(iteration)})
                 print(f"models: {self.directory}/best (best validation PSNR), {self.directory}/final", flush=True)
         self.log.close()
         return metrics

@@ -48,7 +48,7 @@ def train_stage1(options: RecipeOptions) -> dict:
     model = VQGAN(options.network_g.model_config()).to(runtime.device)
     net_g = wrap_model(model, runtime, options.train.compile)
     update = GANUpdate(options.train, options.network_d, model.parameters(), runtime)
-    validate = validator(model, val_set, runtime, options, source="gt")  # reconstruction of sharp images
+    validate = validator(val_set, runtime, options, source="gt")  # reconstruction of sharp images
     session = TrainingSession(options, runtime, model, update, validate)
     session.resume()
 
