@@ -8,8 +8,9 @@
 //   the norms by a plain loop over the slice the GEMM just read, still in cache). The per-block partials
 //   are then added in block order: a fixed order, no atomics.
 // Tensor ops inside the parallel region run single-threaded, under a NoGradGuard (this is a kernel).
-// - channel_mix: per task, w @ z + a * x for its column block, written in z's dtype; in the compute dtype
-//   the GEMM accumulates straight into the output (a * x written first, then a GEMM with beta 1).
+// - channel_mix: per task, w @ z + a * x for its column block (kMixSlice columns), written in z's dtype; in
+//   the compute dtype the GEMM accumulates straight into the output (a * x written first, then a GEMM with
+//   beta 1).
 // In the compute dtype with unit-stride rows (the common case: float32 or float64 activations) the products
 // go to the BLAS on raw pointers (vqcnir/cpu_blas.h): at the deepest decoder level the per-block views and
 // dispatches of the ATen path cost as much as ~5% of the op. Other calls keep the ATen path.
@@ -32,6 +33,9 @@ namespace {
 
 constexpr int64_t kColumns = 16384;  // columns per task: enough GEMM work per task, few partials
 constexpr int64_t kSlice = 2048;     // columns upcast at a time: a C x kSlice float block stays in L2
+// Columns per channel_mix task: its z block and output block (2 x 64 x 512 floats at 64 channels a head) stay
+// in L2 between the residual write and the GEMM; 2048 columns were ~10% slower at 256ch@64x64 (N = 4096).
+constexpr int64_t kMixSlice = 512;
 
 void check_bhcn(const at::Tensor& t, const char* name) {
   check_dim(t, name, 4);
@@ -47,12 +51,22 @@ void check_like(const at::Tensor& ref, const char* ref_name, const at::Tensor& t
 }
 
 // The sum of squares of row[0 .. len); inlined into a baseline and an AVX2 + FMA wrapper (vqcnir/cpu_isa.h
-// chooses), each vectorised for its target.
+// chooses), each vectorised for its target. kLanes partial sums: one vector accumulator would make every
+// add wait for the previous one (latency-bound: at N = 1024 the norms took as long as a sixth of the gram's
+// GEMM); 32 lanes are 4 independent AVX2 chains in float (8 in double).
+constexpr int64_t kLanes = 32;
+
 template <typename scalar_t>
 inline __attribute__((always_inline)) scalar_t sum_of_squares_body(const scalar_t* row, int64_t len) {
+  scalar_t lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= len; j += kLanes) {
+#pragma omp simd
+    for (int64_t k = 0; k < kLanes; ++k) lanes[k] += row[j + k] * row[j + k];
+  }
   scalar_t sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < len; ++j) sum += row[j] * row[j];
+  for (; j < len; ++j) sum += row[j] * row[j];
+  for (int64_t k = 0; k < kLanes; ++k) sum += lanes[k];
   return sum;
 }
 
@@ -201,7 +215,7 @@ at::Tensor channel_mix_cpu(const at::Tensor& w, const at::Tensor& z, const std::
                      "must be ", compute, " of shape ", at::IntArrayRef({batch, heads, channels}), ", got ",
                      a->scalar_type(), " ", a->sizes());
   }
-  const int64_t bh = batch * heads, blocks = (n + kSlice - 1) / kSlice;
+  const int64_t bh = batch * heads, blocks = (n + kMixSlice - 1) / kMixSlice;
   at::Tensor out = at::empty({batch, heads, channels, n}, z.options());
   const at::Tensor ws = w.reshape({bh, channels, channels}), zs = z.reshape({bh, channels, n});
   const at::Tensor os = out.view({bh, channels, n});
@@ -215,7 +229,7 @@ at::Tensor channel_mix_cpu(const at::Tensor& w, const at::Tensor& z, const std::
   vqcnir::parallel_for(0, bh * blocks, 1, [&](int64_t begin, int64_t end) {
     const at::NoGradGuard no_grad;  // grad mode is thread-local: worker threads would track these views
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task / blocks, c0 = (task % blocks) * kSlice, len = std::min(kSlice, n - c0);
+      const int64_t i = task / blocks, c0 = (task % blocks) * kMixSlice, len = std::min(kMixSlice, n - c0);
       if (blas) {
         bool done = false;
         AT_DISPATCH_FLOATING_TYPES(compute, "channel_mix_blas", [&] {

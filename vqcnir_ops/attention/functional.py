@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from vqcnir_ops._dtypes import call_dtype
-from vqcnir_ops.attention import op as _op  # noqa: F401  (registers torch.ops.vqcnir.bidirectional_channel_attention_*)
+from vqcnir_ops.attention import op as _op
 from vqcnir_ops.attention.backends import SPEC
 from vqcnir_ops.attention.reference import NORMALIZE_EPS, default_scale
 from vqcnir_ops.to_onnx import exporting, onnx_form
@@ -136,7 +136,7 @@ def bidirectional_channel_attention(
         )  # fmt: skip
         return (out_d.view(q_d.shape), out_g.view(q_d.shape)) if heads is not None else (out_d, out_g)
     chosen = SPEC.choose(q_d.device, dtype, backend, channels_per_head=channels)
-    y_d, y_g, *_ = torch.ops.vqcnir.bidirectional_channel_attention_fwd(
+    y_d, y_g, *_ = _op.forward(
         shaped["q_d"], shaped["q_g"], shaped["v_d"], shaped["v_g"], temperature, gain_d, gain_g, res_d, res_g,
         bool(normalize), float(scale), float(eps), chosen,
     )  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from vqcnir_ops._backend import call_forward
 from vqcnir_ops._dtypes import compute_dtype
 from vqcnir_ops.attention.backends import SPEC
 
@@ -20,8 +21,7 @@ _BWD = "vqcnir::bidirectional_channel_attention_bwd"
 Outputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-@torch.library.custom_op(_FWD, mutates_args=())
-def bidirectional_channel_attention_fwd(
+def _forward(
     q_d: torch.Tensor,
     q_g: torch.Tensor,
     v_d: torch.Tensor,
@@ -38,6 +38,45 @@ def bidirectional_channel_attention_fwd(
 ) -> Outputs:
     """``(y_d, y_g, attn, scores, norm_d, norm_g)``; inputs ``[B, heads, C, N]``, gains ``[heads * C]``."""
     return SPEC.forward(backend, q_d, q_g, v_d, v_g, temperature, gain_d, gain_g, res_d, res_g, normalize, scale, eps)
+
+
+bidirectional_channel_attention_fwd = torch.library.custom_op(_FWD, _forward, mutates_args=())
+
+
+def forward(
+    q_d: torch.Tensor,
+    q_g: torch.Tensor,
+    v_d: torch.Tensor,
+    v_g: torch.Tensor,
+    temperature: torch.Tensor,
+    gain_d: torch.Tensor,
+    gain_g: torch.Tensor,
+    res_d: torch.Tensor | None,
+    res_g: torch.Tensor | None,
+    normalize: bool,
+    scale: float,
+    eps: float,
+    backend: str,
+) -> Outputs:
+    """The forward op's result: through the custom op, or the function it wraps called directly where nothing
+    needs the op (``vqcnir_ops._backend.call_forward``)."""
+    return call_forward(
+        bidirectional_channel_attention_fwd,
+        _forward,
+        q_d,
+        q_g,
+        v_d,
+        v_g,
+        temperature,
+        gain_d,
+        gain_g,
+        res_d,
+        res_g,
+        normalize,
+        scale,
+        eps,
+        backend,
+    )
 
 
 @bidirectional_channel_attention_fwd.register_fake

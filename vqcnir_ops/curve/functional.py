@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from vqcnir_ops._dtypes import call_dtype
-from vqcnir_ops.curve import op as _op  # noqa: F401  (registers torch.ops.vqcnir.curve_map_*)
+from vqcnir_ops.curve import op as _op
 from vqcnir_ops.curve.backends import SPEC
 from vqcnir_ops.to_onnx import exporting, onnx_form
 from vqcnir_ops.validation import check_same_device, check_tensor
@@ -82,5 +82,5 @@ def curve_map(
     if exporting():
         y = onnx_form("curve_map")(x5, a5)
     else:
-        y = torch.ops.vqcnir.curve_map_fwd(x5, a5, SPEC.choose(x.device, dtype, backend))
+        y = _op.forward(x5, a5, SPEC.choose(x.device, dtype, backend))
     return y.flatten(1, 2) if x.dim() == 4 else y

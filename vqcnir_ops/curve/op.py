@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import torch
 
+from vqcnir_ops._backend import call_forward
 from vqcnir_ops.curve.backends import SPEC
 
 
-@torch.library.custom_op("vqcnir::curve_map_fwd", mutates_args=())
-def curve_map_fwd(x: torch.Tensor, a: torch.Tensor, backend: str) -> torch.Tensor:
+def _forward(x: torch.Tensor, a: torch.Tensor, backend: str) -> torch.Tensor:
     """``y [B, S, Cs, H, W]`` (contiguous, x's dtype) of the curve mapping; ``backend`` is concrete."""
     return SPEC.forward(backend, x, a)
+
+
+curve_map_fwd = torch.library.custom_op("vqcnir::curve_map_fwd", _forward, mutates_args=())
+
+
+def forward(x: torch.Tensor, a: torch.Tensor, backend: str) -> torch.Tensor:
+    """``curve_map_fwd``'s result: through the custom op, or the function it wraps called directly
+    where nothing needs the op (``vqcnir_ops._backend.call_forward``)."""
+    return call_forward(curve_map_fwd, _forward, x, a, backend)
 
 
 @curve_map_fwd.register_fake

@@ -8,7 +8,7 @@ import torch
 
 from vqcnir_ops._dtypes import call_dtype
 from vqcnir_ops.conv_geometry import Geometry, IntPair, check_int_pair
-from vqcnir_ops.deform import op as _op  # noqa: F401  (registers torch.ops.vqcnir.deform_conv2d_*)
+from vqcnir_ops.deform import op as _op
 from vqcnir_ops.deform.backends import SPEC
 from vqcnir_ops.to_onnx import exporting, onnx_form
 from vqcnir_ops.validation import check_same_device, check_tensor
@@ -134,6 +134,6 @@ def deform_conv2d(
         mask = offset.new_ones(offset.shape[0], offset.shape[1] // 2, offset.shape[2], offset.shape[3])
     if bias is None:
         bias = weight.new_zeros(weight.shape[0])
-    return torch.ops.vqcnir.deform_conv2d_fwd(
+    return _op.forward(
         input, offset, mask, weight, bias, geo.flat(), deterministic_requested(), chosen
     )

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import torch
 
+from vqcnir_ops._backend import call_forward
 from vqcnir_ops.deform.backends import SPEC
 from vqcnir_ops.deform.reference import Geometry
 
 Grads = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-@torch.library.custom_op("vqcnir::deform_conv2d_fwd", mutates_args=())
-def deform_conv2d_fwd(
+def _forward(
     input: torch.Tensor,
     offset: torch.Tensor,
     mask: torch.Tensor,
@@ -30,6 +30,26 @@ def deform_conv2d_fwd(
 ) -> torch.Tensor:
     """``[B, Cout, Ho, Wo]`` in ``input``'s dtype; ``backend`` is concrete (see ``functional.py``)."""
     return SPEC.forward(backend, input, offset, mask, weight, bias, Geometry.from_flat(geometry), deterministic)
+
+
+deform_conv2d_fwd = torch.library.custom_op("vqcnir::deform_conv2d_fwd", _forward, mutates_args=())
+
+
+def forward(
+    input: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    geometry: list[int],
+    deterministic: bool,
+    backend: str,
+) -> torch.Tensor:
+    """``deform_conv2d_fwd``'s result: through the custom op, or the function it wraps called directly
+    where nothing needs the op (``vqcnir_ops._backend.call_forward``)."""
+    return call_forward(
+        deform_conv2d_fwd, _forward, input, offset, mask, weight, bias, geometry, deterministic, backend
+    )
 
 
 @deform_conv2d_fwd.register_fake

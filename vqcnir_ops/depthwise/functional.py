@@ -6,7 +6,7 @@ import torch
 
 from vqcnir_ops._dtypes import call_dtype
 from vqcnir_ops.conv_geometry import Geometry, IntPair, check_int_pair
-from vqcnir_ops.depthwise import op as _op  # noqa: F401  (registers torch.ops.vqcnir.depthwise_conv2d_*)
+from vqcnir_ops.depthwise import op as _op
 from vqcnir_ops.depthwise.backends import SPEC
 from vqcnir_ops.to_onnx import exporting, onnx_form
 from vqcnir_ops.validation import check_same_device, check_tensor
@@ -70,6 +70,6 @@ def depthwise_conv2d(
     pad, dil = list(pad), list(dil)  # the op's schema: int[]
     if exporting():
         return onnx_form("depthwise_conv2d")(input, weight, bias, pad, dil)
-    return torch.ops.vqcnir.depthwise_conv2d_fwd(
+    return _op.forward(
         input, weight, bias, pad, dil, SPEC.choose(input.device, dtype, backend)
     )

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import torch
 
+from vqcnir_ops._backend import call_forward
 from vqcnir_ops.conv_geometry import Geometry
 from vqcnir_ops.depthwise.backends import SPEC
 
 
-@torch.library.custom_op("vqcnir::depthwise_conv2d_fwd", mutates_args=())
-def depthwise_conv2d_fwd(
+def _forward(
     input: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None,
@@ -24,6 +24,22 @@ def depthwise_conv2d_fwd(
 ) -> torch.Tensor:
     """``[B, C, Ho, Wo]`` (contiguous, input's dtype); ``backend`` is concrete."""
     return SPEC.forward(backend, input, weight, bias, padding, dilation)
+
+
+depthwise_conv2d_fwd = torch.library.custom_op("vqcnir::depthwise_conv2d_fwd", _forward, mutates_args=())
+
+
+def forward(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    padding: list[int],
+    dilation: list[int],
+    backend: str,
+) -> torch.Tensor:
+    """``depthwise_conv2d_fwd``'s result: through the custom op, or the function it wraps called directly
+    where nothing needs the op (``vqcnir_ops._backend.call_forward``)."""
+    return call_forward(depthwise_conv2d_fwd, _forward, input, weight, bias, padding, dilation, backend)
 
 
 @depthwise_conv2d_fwd.register_fake

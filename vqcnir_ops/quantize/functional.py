@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vqcnir_ops.quantize import op as _op  # noqa: F401  (registers torch.ops.vqcnir.nearest_code_*)
+from vqcnir_ops.quantize import op as _op
 from vqcnir_ops.quantize.backends import SPEC
 from vqcnir_ops.to_onnx import exporting, onnx_form
 from vqcnir_ops.validation import check_same_device, check_tensor
@@ -52,5 +52,5 @@ def nearest_code(
     if exporting():
         return onnx_form("nearest_code")(z, codebook)
     chosen = SPEC.choose(z.device, z.dtype, backend)  # z, the activation, decides the dtype (vqcnir_ops._dtypes)
-    dist, indices = torch.ops.vqcnir.nearest_code_fwd(z, codebook, chosen)
+    dist, indices = _op.forward(z, codebook, chosen)
     return indices, dist

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from vqcnir_ops._backend import call_forward
 from vqcnir_ops._dtypes import compute_dtype
 from vqcnir_ops.quantize.backends import SPEC
 from vqcnir_ops.quantize.reference import nearest_code_dist_grad_ref
@@ -18,10 +19,18 @@ from vqcnir_ops.quantize.reference import nearest_code_dist_grad_ref
 
 # The op returns (dist, indices), the functional (indices, dist): opcheck's autograd test sums the
 # outputs into the first one's dtype, which fails when an integer output comes first.
-@torch.library.custom_op("vqcnir::nearest_code_fwd", mutates_args=())
-def nearest_code_fwd(z: torch.Tensor, codebook: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward(z: torch.Tensor, codebook: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``(dist [N], indices [N] int64)`` of the nearest code of each row; ``backend`` is concrete."""
     return SPEC.forward(backend, z, codebook)
+
+
+nearest_code_fwd = torch.library.custom_op("vqcnir::nearest_code_fwd", _forward, mutates_args=())
+
+
+def forward(z: torch.Tensor, codebook: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``nearest_code_fwd``'s result: through the custom op, or the function it wraps called directly
+    where nothing needs the op (``vqcnir_ops._backend.call_forward``)."""
+    return call_forward(nearest_code_fwd, _forward, z, codebook, backend)
 
 
 @nearest_code_fwd.register_fake
