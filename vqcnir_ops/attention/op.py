@@ -10,6 +10,8 @@ without running anything.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from vqcnir_ops._backend import call_forward
@@ -43,40 +45,9 @@ def _forward(
 bidirectional_channel_attention_fwd = torch.library.custom_op(_FWD, _forward, mutates_args=())
 
 
-def forward(
-    q_d: torch.Tensor,
-    q_g: torch.Tensor,
-    v_d: torch.Tensor,
-    v_g: torch.Tensor,
-    temperature: torch.Tensor,
-    gain_d: torch.Tensor,
-    gain_g: torch.Tensor,
-    res_d: torch.Tensor | None,
-    res_g: torch.Tensor | None,
-    normalize: bool,
-    scale: float,
-    eps: float,
-    backend: str,
-) -> Outputs:
-    """The forward op's result: through the custom op, or the function it wraps called directly where nothing
-    needs the op (``vqcnir_ops._backend.call_forward``)."""
-    return call_forward(
-        bidirectional_channel_attention_fwd,
-        _forward,
-        q_d,
-        q_g,
-        v_d,
-        v_g,
-        temperature,
-        gain_d,
-        gain_g,
-        res_d,
-        res_g,
-        normalize,
-        scale,
-        eps,
-        backend,
-    )
+# What the functional calls: the custom op, or ``_forward`` itself where nothing needs the op
+# (``vqcnir_ops._backend.call_forward``); the same arguments as ``bidirectional_channel_attention_fwd``.
+forward = functools.partial(call_forward, bidirectional_channel_attention_fwd, _forward)
 
 
 @bidirectional_channel_attention_fwd.register_fake

@@ -8,6 +8,8 @@ backward recomputes the curve states. The reference backend's backward is ``curv
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from vqcnir_ops._backend import call_forward
@@ -22,10 +24,9 @@ def _forward(x: torch.Tensor, a: torch.Tensor, backend: str) -> torch.Tensor:
 curve_map_fwd = torch.library.custom_op("vqcnir::curve_map_fwd", _forward, mutates_args=())
 
 
-def forward(x: torch.Tensor, a: torch.Tensor, backend: str) -> torch.Tensor:
-    """``curve_map_fwd``'s result: through the custom op, or the function it wraps called directly
-    where nothing needs the op (``vqcnir_ops._backend.call_forward``)."""
-    return call_forward(curve_map_fwd, _forward, x, a, backend)
+# What the functional calls: the custom op, or ``_forward`` itself where nothing needs the op
+# (``vqcnir_ops._backend.call_forward``); the same arguments as ``curve_map_fwd``.
+forward = functools.partial(call_forward, curve_map_fwd, _forward)
 
 
 @curve_map_fwd.register_fake

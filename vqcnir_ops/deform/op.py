@@ -9,6 +9,8 @@ implementations give shapes without running anything, so ``torch.compile(fullgra
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from vqcnir_ops._backend import call_forward
@@ -35,21 +37,9 @@ def _forward(
 deform_conv2d_fwd = torch.library.custom_op("vqcnir::deform_conv2d_fwd", _forward, mutates_args=())
 
 
-def forward(
-    input: torch.Tensor,
-    offset: torch.Tensor,
-    mask: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    geometry: list[int],
-    deterministic: bool,
-    backend: str,
-) -> torch.Tensor:
-    """``deform_conv2d_fwd``'s result: through the custom op, or the function it wraps called directly
-    where nothing needs the op (``vqcnir_ops._backend.call_forward``)."""
-    return call_forward(
-        deform_conv2d_fwd, _forward, input, offset, mask, weight, bias, geometry, deterministic, backend
-    )
+# What the functional calls: the custom op, or ``_forward`` itself where nothing needs the op
+# (``vqcnir_ops._backend.call_forward``); the same arguments as ``deform_conv2d_fwd``.
+forward = functools.partial(call_forward, deform_conv2d_fwd, _forward)
 
 
 @deform_conv2d_fwd.register_fake

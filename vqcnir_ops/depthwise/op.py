@@ -7,6 +7,8 @@ input and the weight; the backward returns every gradient, the bias's even witho
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from vqcnir_ops._backend import call_forward
@@ -29,17 +31,9 @@ def _forward(
 depthwise_conv2d_fwd = torch.library.custom_op("vqcnir::depthwise_conv2d_fwd", _forward, mutates_args=())
 
 
-def forward(
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    padding: list[int],
-    dilation: list[int],
-    backend: str,
-) -> torch.Tensor:
-    """``depthwise_conv2d_fwd``'s result: through the custom op, or the function it wraps called directly
-    where nothing needs the op (``vqcnir_ops._backend.call_forward``)."""
-    return call_forward(depthwise_conv2d_fwd, _forward, input, weight, bias, padding, dilation, backend)
+# What the functional calls: the custom op, or ``_forward`` itself where nothing needs the op
+# (``vqcnir_ops._backend.call_forward``); the same arguments as ``depthwise_conv2d_fwd``.
+forward = functools.partial(call_forward, depthwise_conv2d_fwd, _forward)
 
 
 @depthwise_conv2d_fwd.register_fake

@@ -9,6 +9,8 @@ its own, written in PyTorch for every backend, since it is a gather and a determ
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from vqcnir_ops._backend import call_forward
@@ -27,10 +29,9 @@ def _forward(z: torch.Tensor, codebook: torch.Tensor, backend: str) -> tuple[tor
 nearest_code_fwd = torch.library.custom_op("vqcnir::nearest_code_fwd", _forward, mutates_args=())
 
 
-def forward(z: torch.Tensor, codebook: torch.Tensor, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``nearest_code_fwd``'s result: through the custom op, or the function it wraps called directly
-    where nothing needs the op (``vqcnir_ops._backend.call_forward``)."""
-    return call_forward(nearest_code_fwd, _forward, z, codebook, backend)
+# What the functional calls: the custom op, or ``_forward`` itself where nothing needs the op
+# (``vqcnir_ops._backend.call_forward``); the same arguments as ``nearest_code_fwd``.
+forward = functools.partial(call_forward, nearest_code_fwd, _forward)
 
 
 @nearest_code_fwd.register_fake
