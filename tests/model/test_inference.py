@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vqcnir.inference import PADDINGS, pad_official, pad_reflect, padded, tiled
+from vqcnir.inference import PADDINGS, dihedral, pad_official, pad_reflect, padded, restore, tiled
 
 
 @pytest.mark.parametrize(("h", "w"), [(1, 1), (63, 64), (64, 65), (100, 37), (128, 128)])
@@ -126,3 +126,47 @@ def test_approximate_tiles_only_by_name(tiny):
     exact = tiny.restore(image, "reflect", tile=64)  # a tile alone means exact tiles
     assert (exact - whole).abs().max() < 1e-3
     assert (approximate - whole).abs().max() > 1e-2  # tile statistics differ from the whole image's
+
+
+def test_dihedral_copies_are_the_eight_symmetries_and_invert():
+    image = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    copies = [dihedral(image, i) for i in range(8)]
+    assert len({tuple(c.flatten().tolist()) for c in copies}) == 8  # all different
+    assert torch.equal(copies[0], image) and torch.equal(copies[1], image.flip(-1))
+    assert torch.equal(copies[3], image.rot90(2, (-2, -1))) and copies[4].shape == (2, 3, 5, 4)
+    for i, copy in enumerate(copies):
+        assert torch.equal(dihedral(copy, i, inverse=True), image)
+    with pytest.raises(ValueError, match="'index' must be in 0..7"):
+        dihedral(image, 8)
+
+
+@pytest.mark.parametrize("copies", [2, 4, 8])
+def test_self_ensemble_averages_the_turned_back_restorations(copies):
+    image = torch.rand(1, 3, 21, 34, generator=torch.Generator().manual_seed(3))
+
+    def forward(x):  # not equivariant: a ramp along the width, so every copy restores differently
+        return x * 0.5 + torch.linspace(0, 1, x.shape[-1]).view(1, 1, 1, -1)
+
+    out = restore(forward, image, "reflect", self_ensemble=copies)
+    expected = (
+        sum(dihedral(restore(forward, dihedral(image, i), "reflect"), i, inverse=True) for i in range(copies)) / copies
+    )
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    assert not torch.allclose(out, restore(forward, image, "reflect"))
+    same = restore(lambda x: x, image, "reflect", self_ensemble=copies)  # an identity forward: the image back
+    torch.testing.assert_close(same, image, rtol=0, atol=1e-6)
+
+
+def test_self_ensemble_with_the_model_tiles_progress_and_bad_values(tiny):
+    image = torch.rand(3, 40, 24, generator=torch.Generator().manual_seed(4))
+    whole = tiny.restore(image, "reflect", self_ensemble=2)
+    assert whole.shape == image.shape
+    calls = []
+    tight = tiny.restore(
+        image, "reflect", self_ensemble=2, tiling="exact", tile=16, progress=lambda *a: calls.append(a)
+    )
+    assert (tight - whole).abs().max() < 1e-3  # exact tiles of every copy
+    assert calls[-1][0] == calls[-1][1] and "copy 2/2" in calls[-1][2]
+    for bad in (3, 0, True, "8"):
+        with pytest.raises(ValueError, match="'self_ensemble' must be one of"):
+            tiny.restore(image, self_ensemble=bad)

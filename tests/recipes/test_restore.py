@@ -61,6 +61,16 @@ def test_approximate_tiles_and_reflect_padding_reach_the_model(tmp_path, model_d
     np.testing.assert_array_equal(read_rgb(out), expected)
 
 
+def test_self_ensemble_reaches_the_model(tmp_path, model_dir):
+    directory, model = model_dir
+    image = _photo(np.random.default_rng(2), 30, 44)
+    src = write(tmp_path / "x.png", image)
+    out = tmp_path / "r" / "x.png"
+    assert main([src, "-o", str(out), "-m", directory, "--self-ensemble", "4", "--quiet"]) == 0
+    np.testing.assert_array_equal(read_rgb(out), whole_image_output(model, image, self_ensemble=4))
+    assert not np.array_equal(read_rgb(out), whole_image_output(model, image))
+
+
 def test_max_memory_gives_exact_tiles_with_a_progress_bar(tmp_path, model_dir, capsys):
     directory, model = model_dir
     image = _photo(np.random.default_rng(7), 200, 150)
@@ -190,6 +200,7 @@ def test_output_name_collisions_and_formats_are_rejected(tmp_path):
         (["--bit-depth", "12"], "--bit-depth: invalid choice"),
         (["--tile", "-1"], "--tile: must be >= 0"),
         (["--padding", "zeros"], "--padding: invalid choice"),
+        (["--self-ensemble", "3"], "--self-ensemble: invalid choice"),
         (["--device", "tpu"], "option 'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
         (["--device", "cuda:99"], "option 'device' is 'cuda:99'"),  # no CUDA, or no 100th GPU
     ],

@@ -28,6 +28,7 @@ from PIL import Image
 
 from vqcnir.data import IMAGE_EXTENSIONS, UnreadableImageError, list_images, read_rgb
 from vqcnir.data.folders import to_tensor
+from vqcnir.inference import SELF_ENSEMBLE
 from vqcnir.io import remove_stale, to_uint8, to_uint16, write_png
 from vqcnir.progress import Progress
 from vqcnir.restoring.budget import check_image_budget
@@ -198,6 +199,7 @@ class Options:
     offload: str | None = None
     bit_depth: int = 8
     overwrite: bool = True  # False: an output that appeared since check_targets is kept (a failure instead)
+    self_ensemble: int = 1  # restorations of flipped / transposed copies averaged (vqcnir.inference)
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,7 @@ def restore_file(
     restored = restore_tensor(
         model, image.to(device), options.padding, options.tile, options.overlap, max_memory=budget.network,
         tiling=options.tiling, progress=tile_progress(os.path.basename(job.source), progress), offload=options.offload,
+        self_ensemble=options.self_ensemble,
     )  # fmt: skip
     del image
     rgb = to_uint8(restored[0]) if options.bit_depth == 8 else to_uint16(restored[0])
@@ -272,6 +275,7 @@ def restore_all(
     offload: str | None = None,
     bit_depth: int = 8,
     overwrite: bool = True,
+    self_ensemble: int = 1,
 ) -> list[Failure]:
     """Restore every job; an input that cannot be restored is reported on stderr (one line naming it and
     why) and the others go on. Returns the failures.
@@ -280,10 +284,13 @@ def restore_all(
     which alone uses ``overlap``). ``max_memory`` (default ``"auto"``): exact tiling for images that would
     not fit, a refusal for images whose smallest tiles do not fit. ``bit_depth``: 8 or 16 bits per channel.
     ``overwrite=False``: an output that is not an earlier restoration of its input (see :func:`check_targets`,
-    which callers run first) is kept and reported, also when it appeared during the run.
+    which callers run first) is kept and reported, also when it appeared during the run. ``self_ensemble``: 1, 2,
+    4 or 8 restorations of flipped / transposed copies averaged (:func:`vqcnir.inference.restore`).
     Temporary files that a killed earlier run left in the output folders are removed first.
     """
-    options = Options(padding, tile, overlap, max_memory, tiling, offload, bit_depth, overwrite)
+    if isinstance(self_ensemble, bool) or self_ensemble not in SELF_ENSEMBLE:  # before any file is touched
+        raise ValueError(f"argument 'self_ensemble' must be one of {SELF_ENSEMBLE}, got {self_ensemble!r}")
+    options = Options(padding, tile, overlap, max_memory, tiling, offload, bit_depth, overwrite, self_ensemble)
     for folder in sorted({os.path.dirname(os.path.abspath(job.target)) for job in jobs}):
         remove_stale(folder)
     failures = []

@@ -176,6 +176,7 @@ def restore_tensor(
     tiling: str = "auto",
     progress: inference.Progress | None = None,
     offload: str | None = None,
+    self_ensemble: int = 1,
 ) -> torch.Tensor:
     """Restore ``image`` (``[B, 3, H, W]`` or ``[3, H, W]`` in [0, 1]) with ``model``, clamped to [0, 1].
 
@@ -183,10 +184,11 @@ def restore_tensor(
     else the model's output (a tensor or a tuple with ``.image``) through :func:`vqcnir.inference.restore`.
     ``tile=0`` means whole-image inference; another ``tile`` sets the side of exact tiles (or of
     approximate ones with ``tiling="approximate"``, which alone uses ``overlap``). ``max_memory``,
-    ``tiling``, ``progress`` and ``offload`` as in :func:`vqcnir.inference.restore`.
+    ``tiling``, ``progress``, ``offload`` and ``self_ensemble`` as in :func:`vqcnir.inference.restore`.
     """
     tiling, tile = whole_image_tile(tile, tiling)
-    options = {"max_memory": max_memory, "tiling": tiling, "tile": tile, "progress": progress, "offload": offload}
+    options = {"max_memory": max_memory, "tiling": tiling, "tile": tile, "progress": progress, "offload": offload,
+               "self_ensemble": self_ensemble}  # fmt: skip
     if tiling == "approximate":
         options["overlap"] = overlap
     with torch.inference_mode():
