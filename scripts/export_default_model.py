@@ -47,12 +47,14 @@ from vqcnir.scoring import mean_saturation, score_outputs  # noqa: E402
 
 STAGES = {"stage1": "vqgan_default", "stage2": "vqcnir_default"}
 INDEPENDENT_DRAWS = 3
+ENSEMBLE_COPIES = 8  # the self-ensemble row: vqcnir-restore --self-ensemble 8
+ENSEMBLE_ROW = f"default model, self-ensemble x{ENSEMBLE_COPIES}"
 
 
-def restore_with_model(model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
+def restore_with_model(model: torch.nn.Module, image: np.ndarray, copies: int = 1) -> np.ndarray:
     x = torch.from_numpy(image).permute(2, 0, 1).float().div(255)
     with torch.inference_mode():
-        return to_uint8(model.restore(x, padding="reflect"))
+        return to_uint8(model.restore(x, padding="reflect", self_ensemble=copies))
 
 
 def held_out_pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -76,6 +78,7 @@ def score_all(model: torch.nn.Module, pairs: list, lpips: LPIPS | None) -> dict[
     rows = {"input": score_outputs([lq for _, lq, _ in pairs], targets, lpips) | {"seconds_per_image": 0.0}}
     restorers = {name: (lambda image, name=name: restore_baseline(image, name)) for name in BASELINES}
     restorers["default model"] = lambda image: restore_with_model(model, image)
+    restorers[ENSEMBLE_ROW] = lambda image: restore_with_model(model, image, ENSEMBLE_COPIES)
     outputs = {}
     for name, restore in restorers.items():
         start = time.process_time()
