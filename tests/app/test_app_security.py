@@ -51,8 +51,15 @@ def test_foreign_requests_are_refused_and_photos_stay_private_until_sigterm(tmp_
         assert preflight.status_code == 403 and "access-control-allow-origin" not in preflight.headers
 
         client = gradio_client.Client(url, verbose=False, download_files=False)
-        result = client.predict(model, "official", [gradio_client.handle_file(photo)], api_name="/restore")
+        result = client.predict(model, "official", "1 pass", [gradio_client.handle_file(photo)], api_name="/restore")
         assert "Restored 1 photo" in result[0]
+        try:  # a value the page's radio does not offer: refused by Gradio or by the page, never run
+            odd = client.predict(
+                model, "official", "99 copies", [gradio_client.handle_file(photo)], api_name="/restore"
+            )
+            assert odd[0].startswith("**Unknown option:**") and odd[1] is None, odd
+        except gradio_client.exceptions.AppError:
+            pass
         assert os.path.realpath(result[5][0]["path"]).startswith(os.path.realpath(workdir) + os.sep)
         copies = [os.path.join(root, name) for root, _, names in os.walk(workdir) for name in names]
         assert any(name.endswith("night.png") for name in copies)  # Gradio's upload copy, in the private folder

@@ -47,6 +47,15 @@ def test_a_photo_over_the_budget_is_restored_tile_by_tile_to_the_whole_image_res
     assert all(text.startswith("big.png (1/1): pass ") and ": tile " in text for _, text in fractions), fractions
 
 
+def test_self_ensemble_reaches_the_model_and_bad_values_are_refused(tmp_path, tiny):
+    photo = _photo(5, 24, 40)
+    report = restore_uploads(tiny, [write(tmp_path / "p.png", photo)], str(tmp_path / "job"), self_ensemble=2)
+    expected = whole_image_output(tiny, photo, self_ensemble=2)
+    np.testing.assert_array_equal(read_rgb(report.restored[0].output_png), expected)
+    with pytest.raises(ValueError, match="'self_ensemble' must be one of"):
+        restore_uploads(tiny, [], str(tmp_path / "job2"), self_ensemble=3)
+
+
 def test_check_upload_refuses_with_the_reason_and_the_option(tmp_path):
     limits = UploadLimits(max_bytes=20_000, max_pixels=50 * 50)
     good = write(tmp_path / "ok.png", _photo(1, 40, 50))

@@ -25,6 +25,9 @@ from vqcnir.data import IMAGE_EXTENSIONS, UnreadableImageError
 from vqcnir.inference import PADDINGS
 from vqcnir.restoring.files import OverwriteError
 
+# The page's choices of self-ensemble (vqcnir.inference: restorations of flipped / transposed copies averaged).
+COPIES = {"1 pass": 1, "4 copies (4x time)": 4, "8 copies (8x time)": 8}
+
 TITLE = "vqcnir: restore night photos"
 KEEP_JOBS = 20  # restoration folders kept in the work folder; older ones are deleted
 
@@ -119,12 +122,18 @@ def build_page(settings: PageSettings, store: ModelStore | None = None) -> gr.Bl
     def restore(
         path: str | None,
         padding: str,
+        copies: str,
         uploads: list[str] | None,
         progress: Any = gr.Progress(),  # noqa: B008
     ) -> tuple:
         nothing = (None, None, None, [], None, [])  # a failed job clears the previous results
         if not uploads:
             return ("Upload one or more night photos first.", *nothing)
+        if copies not in COPIES or padding not in PADDINGS:  # a request need not come from this page's controls
+            return (
+                f"**Unknown option:** copies must be one of {list(COPIES)}, padding one of {list(PADDINGS)}.",
+                *nothing,
+            )
         try:
             loaded = load(path)
         except Exception as error:  # shown on the page
@@ -137,6 +146,7 @@ def build_page(settings: PageSettings, store: ModelStore | None = None) -> gr.Bl
                 uploads,
                 _new_job_folder(settings.workdir),
                 padding=padding,
+                self_ensemble=COPIES[copies],
                 max_memory=settings.max_memory,
                 limits=settings.limits,
                 progress=lambda fraction, description: progress(fraction, desc=description),
@@ -224,6 +234,14 @@ def build_page(settings: PageSettings, store: ModelStore | None = None) -> gr.Bl
                     scale=3,
                 )
                 padding = gr.Radio(list(PADDINGS), value="official", label="Padding", scale=1)
+                copies = gr.Radio(
+                    list(COPIES),
+                    value="1 pass",
+                    label="Self-ensemble",
+                    info="average the restorations of flipped copies: a little sharper detail, slower",
+                    elem_id="copies",
+                    scale=2,
+                )
             model_info = gr.Markdown(elem_id="model-info")
             uploads = gr.File(
                 file_count="multiple",
@@ -277,7 +295,7 @@ def build_page(settings: PageSettings, store: ModelStore | None = None) -> gr.Bl
         model.change(show_model, model, model_info)
         restore_button.click(
             restore,
-            [model, padding, uploads],
+            [model, padding, copies, uploads],
             [status, compare, side_input, side_output, results, downloads, pairs],
         )
         results.select(select_pair, pairs, [compare, side_input, side_output])

@@ -20,6 +20,7 @@ from PIL import Image
 
 from vqcnir.data import IMAGE_EXTENSIONS, UnreadableImageError, read_rgb
 from vqcnir.data.folders import to_tensor
+from vqcnir.inference import SELF_ENSEMBLE
 from vqcnir.io import to_uint8, write_png
 from vqcnir.restoring.budget import ImageBudgetError, check_image_budget
 from vqcnir.restoring.files import read_alpha
@@ -120,6 +121,7 @@ def restore_uploads(
     max_memory: int | str | None = "auto",
     limits: UploadLimits | None = None,
     progress: JobProgress | None = None,
+    self_ensemble: int = 1,
 ) -> RestoreReport:
     """Restore each uploaded file into ``folder`` (``<name>.png`` and ``<name>.input.png``), in order.
 
@@ -128,7 +130,10 @@ def restore_uploads(
     ``max_memory``: bytes, ``"auto"`` (80% of the memory free as each restoration starts) or None (no
     limit); photos that would need more go through exact tiles (or are refused with the reason when even
     those do not fit). ``progress(fraction, description)`` follows the whole job, tile by tile.
+    ``self_ensemble``: 1, 2, 4 or 8 restorations of flipped / transposed copies averaged per photo.
     """
+    if isinstance(self_ensemble, bool) or self_ensemble not in SELF_ENSEMBLE:
+        raise ValueError(f"argument 'self_ensemble' must be one of {SELF_ENSEMBLE}, got {self_ensemble!r}")
     limits = limits or UploadLimits()
     os.makedirs(folder, exist_ok=True)
     device = next(model.parameters()).device
@@ -156,7 +161,9 @@ def restore_uploads(
         start = time.perf_counter()
         try:
             image = to_tensor(rgb).unsqueeze(0).to(device)
-            restored = restore_tensor(model, image, padding, max_memory=budget.network, progress=step)
+            restored = restore_tensor(
+                model, image, padding, max_memory=budget.network, progress=step, self_ensemble=self_ensemble
+            )
         except (RuntimeError, MemoryError) as error:  # the allocator's out-of-memory errors are RuntimeErrors
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
             report.rejected.append(f"{name} could not be restored: {first_line}")
