@@ -293,8 +293,10 @@ def restore(
                                      overlap, counted, offload), index, inverse=True)  # fmt: skip
         if self_ensemble == 1:
             total = out
-        else:  # a copy to sum into: a pass's output may share memory with the image (an identity forward)
-            total = out.clone() if total is None else total.add_(out)
+        elif total is None:  # a copy to sum into, at least float32 (a pass's output may even be the image itself)
+            total = out.to(torch.promote_types(out.dtype, torch.float32), copy=True)
+        else:
+            total.add_(out)
     out = total if self_ensemble == 1 else total.div_(self_ensemble)
     out = out.to(device=image.device, dtype=image.dtype)
     return out if image.dim() == 4 else out[0]

@@ -275,3 +275,22 @@ def test_model_types_are_named_as_such_by_save_and_load(tmp_path):
     save_pretrained(model, str(tmp_path / "m"))
     payload = json.loads((tmp_path / "m" / CONFIG_NAME).read_text())
     assert payload["model"] == "VQCNIR" and len(payload["weights_sha256"]) == 64
+
+
+def test_a_self_ensemble_sets_aside_its_copy_and_sum(tmp_path):
+    from vqcnir.restoring.budget import (
+        ENSEMBLE_BYTES_PER_PIXEL,
+        IMAGE_BYTES_PER_PIXEL,
+        ImageBudgetError,
+        check_image_budget,
+        image_bytes,
+    )
+
+    assert image_bytes(64, 64, "reflect", 8) == (IMAGE_BYTES_PER_PIXEL + ENSEMBLE_BYTES_PER_PIXEL) * 64 * 64
+    assert image_bytes(64, 64, "reflect", 1) == IMAGE_BYTES_PER_PIXEL * 64 * 64
+    path = write(tmp_path / "p.png", np.zeros((64, 64, 3), np.uint8))
+    model = VQCNIR(VQCNIRConfig.tiny())
+    between = (image_bytes(64, 64, "reflect") + image_bytes(64, 64, "reflect", 8)) // 2
+    check_image_budget(model, path, "reflect", max_memory=between, tiling="whole")  # fits in one pass
+    with pytest.raises(ImageBudgetError, match="holding it and its copies"):
+        check_image_budget(model, path, "reflect", max_memory=between, tiling="whole", self_ensemble=8)

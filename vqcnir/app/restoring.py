@@ -149,7 +149,7 @@ def restore_uploads(
 
         try:
             check_upload(path, limits, name)
-            budget = check_image_budget(model, path, padding, max_memory=max_memory)
+            budget = check_image_budget(model, path, padding, max_memory=max_memory, self_ensemble=self_ensemble)
             rgb = read_rgb(path)
         except (UploadRejected, ImageBudgetError) as error:
             report.rejected.append(str(error).replace(path, name))

@@ -26,6 +26,8 @@ from vqcnir.tiling import MemoryBudgetError, format_bytes, plan_exact
 # Held at once around the network, per pixel of the padded image: the float input (12), the padded input
 # (12), the output (12), the 8-bit image (3) and the decoder's RGBX buffer (4), rounded up.
 IMAGE_BYTES_PER_PIXEL = 48
+# Added with a self-ensemble (vqcnir.inference): the flipped / transposed copy (12) and the float sum (12).
+ENSEMBLE_BYTES_PER_PIXEL = 24
 
 
 class ImageBudgetError(MemoryBudgetError):
@@ -55,10 +57,12 @@ def image_size(path: str) -> tuple[int, int]:
         raise UnreadableImageError(path, f"{type(error).__name__}: {error}") from error
 
 
-def image_bytes(height: int, width: int, padding: str = "official") -> int:
-    """Bytes set aside for an ``H x W`` image and its copies (see :data:`IMAGE_BYTES_PER_PIXEL`)."""
+def image_bytes(height: int, width: int, padding: str = "official", self_ensemble: int = 1) -> int:
+    """Bytes set aside for an ``H x W`` image and its copies (see :data:`IMAGE_BYTES_PER_PIXEL`), plus
+    :data:`ENSEMBLE_BYTES_PER_PIXEL` when a self-ensemble averages several restorations."""
     padded_h, padded_w = padded_size(height, width, padding)
-    return IMAGE_BYTES_PER_PIXEL * padded_h * padded_w
+    per_pixel = IMAGE_BYTES_PER_PIXEL + (ENSEMBLE_BYTES_PER_PIXEL if self_ensemble > 1 else 0)
+    return per_pixel * padded_h * padded_w
 
 
 def check_image_budget(
@@ -70,6 +74,7 @@ def check_image_budget(
     tiling: str = "auto",
     tile: int | None = None,
     offload: str | None = None,
+    self_ensemble: int = 1,
 ) -> Budget:
     """Check that the image file ``path`` can be restored within ``max_memory``, before decoding it.
 
@@ -77,6 +82,7 @@ def check_image_budget(
     what is left (shapes only). Returns the :class:`Budget`, whose ``network`` part is the ``max_memory``
     to give :func:`~vqcnir.restoring.models.restore_tensor`. Raises :class:`ImageBudgetError` naming the
     file and the budget, or :class:`~vqcnir.data.UnreadableImageError` for a header that cannot be read.
+    ``self_ensemble`` > 1 sets aside the flipped copy and the sum of the restorations as well.
     """
     width, height = image_size(path)
     parameter = next(iter(model.parameters()), None)
@@ -86,7 +92,7 @@ def check_image_budget(
     if total is None or tiling == "approximate":
         return Budget(total, total)
     name = os.path.basename(path)
-    image = image_bytes(height, width, padding) if device.type == "cpu" else 0
+    image = image_bytes(height, width, padding, self_ensemble) if device.type == "cpu" else 0
     if image >= total:
         raise ImageBudgetError(
             f"{name} is {width} x {height} ({width * height / 1e6:.3g} megapixels): holding it and its copies needs "

@@ -240,7 +240,8 @@ def restore_file(
     """Restore one file: checked against the budget from its header, EXIF orientation applied, the input's
     size kept, alpha passed through, the marker of its input written into the PNG."""
     budget = check_image_budget(model, job.source, options.padding, max_memory=options.max_memory,
-                                tiling=options.tiling, tile=options.tile, offload=options.offload)  # fmt: skip
+                                tiling=options.tiling, tile=options.tile, offload=options.offload,
+                                self_ensemble=options.self_ensemble)  # fmt: skip
     tag = orientation(job.source)
     rgb = upright(read_rgb(job.source), tag)
     alpha = read_alpha(job.source)
