@@ -163,7 +163,7 @@ def test_self_ensemble_with_the_model_tiles_progress_and_bad_values(tiny):
     assert whole.shape == image.shape
     calls = []
     tight = tiny.restore(
-        image, "reflect", self_ensemble=2, tiling="exact", tile=16, progress=lambda *a: calls.append(a)
+        image, "reflect", self_ensemble=2, tiling="exact", tile=24, progress=lambda *a: calls.append(a)
     )
     assert (tight - whole).abs().max() < 1e-3  # exact tiles of every copy
     assert calls[-1][0] == calls[-1][1] and "copy 2/2" in calls[-1][2]
