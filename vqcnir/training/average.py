@@ -10,14 +10,19 @@ training state.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
 
 
 class WeightAverage:
-    """``average = decay * average + (1 - decay) * weights`` after every step, for every floating-point
-    parameter and buffer of ``model``; other buffers (counters, indices) are copied.
+    """``average = d * average + (1 - d) * weights`` after every step, for every floating-point parameter and
+    buffer of ``model``; other buffers (counters, indices) are copied. ``d = min(decay, (1 + n) / (10 + n))``
+    after ``n`` earlier updates (TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``): without that
+    warm-up an average started at the initial weights keeps a share ``decay ** n`` of them (8% after 2500 steps at
+    0.999): the default stage-1 recipe's average validated at 16 dB at iteration 2500, where its raw weights reach
+    about 24.
 
     Args:
         model: the generator being trained (not compiled, not DDP-wrapped).
@@ -30,6 +35,7 @@ class WeightAverage:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"argument 'decay' must be in (0, 1), got {decay}")
         self.decay = float(decay)
+        self.updates = 0
         self.module = copy.deepcopy(model).eval()
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
@@ -48,28 +54,35 @@ class WeightAverage:
     def update(self, model: nn.Module) -> None:
         """Move the average towards ``model``'s current weights (call after each optimizer step)."""
         averaged, current, rest = self._pairs(model)
-        torch._foreach_lerp_(averaged, current, 1.0 - self.decay)
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(averaged, current, 1.0 - decay)
         for target, source in rest:
             target.copy_(source)
+        self.updates += 1
 
     @torch.no_grad()
     def reset(self, model: nn.Module) -> None:
-        """Make the average equal to ``model``'s weights (a run that turns the average on mid-way)."""
+        """Make the average equal to ``model``'s weights and start its warm-up again (a run that turns the
+        average on mid-way)."""
         averaged, current, rest = self._pairs(model)
         torch._foreach_copy_(averaged, current)
         for target, source in rest:
             target.copy_(source)
+        self.updates = 0
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Every parameter and buffer of the average, persistent or not (the training state keeps them)."""
+    def state_dict(self) -> dict[str, Any]:
+        """``{"updates": n, "weights": {name: tensor}}``: every parameter and buffer of the average, persistent or
+        not (the training state keeps them), and the count the warm-up goes by."""
         named = dict(self.module.named_parameters()) | dict(self.module.named_buffers())
-        return {name: tensor.detach().clone() for name, tensor in named.items()}
+        return {"updates": self.updates, "weights": {name: tensor.detach().clone() for name, tensor in named.items()}}
 
     @torch.no_grad()
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         named = dict(self.module.named_parameters()) | dict(self.module.named_buffers())
-        if named.keys() != state.keys():
-            missing, extra = sorted(named.keys() - state.keys()), sorted(state.keys() - named.keys())
+        weights = state["weights"]
+        if named.keys() != weights.keys():
+            missing, extra = sorted(named.keys() - weights.keys()), sorted(weights.keys() - named.keys())
             raise ValueError(f"weight average state does not match the model: missing {missing}, unexpected {extra}")
         for name, tensor in named.items():
-            tensor.copy_(state[name])
+            tensor.copy_(weights[name])
+        self.updates = int(state["updates"])
