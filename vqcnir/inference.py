@@ -216,6 +216,13 @@ def _compute_device_and_dtype(module: nn.Module | None, image: torch.Tensor) -> 
     return param.device, param.dtype
 
 
+def check_self_ensemble(self_ensemble: object) -> None:
+    """ValueError naming the argument unless ``self_ensemble`` is one of :data:`SELF_ENSEMBLE` (callers that
+    restore many files check it before the first one)."""
+    if isinstance(self_ensemble, bool) or self_ensemble not in SELF_ENSEMBLE:
+        raise ValueError(f"argument 'self_ensemble' must be one of {SELF_ENSEMBLE}, got {self_ensemble!r}")
+
+
 def dihedral(image: torch.Tensor, index: int, inverse: bool = False) -> torch.Tensor:
     """Symmetry ``index`` (0-7) of the square applied to the last two dims of ``image``: bit 0 flips the
     width, bit 1 the height, bit 2 swaps them (transposition, after the flips); ``inverse=True`` undoes it.
@@ -277,8 +284,7 @@ def restore(
         raise ValueError("argument 'overlap' applies to tiling='approximate' only")
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_TILE):
         raise ValueError(f"argument 'tile' must be an int of at least {MIN_TILE} pixels, got {tile!r}")
-    if isinstance(self_ensemble, bool) or self_ensemble not in SELF_ENSEMBLE:
-        raise ValueError(f"argument 'self_ensemble' must be one of {SELF_ENSEMBLE}, got {self_ensemble!r}")
+    check_self_ensemble(self_ensemble)
     batched = check_restore_input(image, channels)
     device, dtype = _compute_device_and_dtype(module, batched)
     budget = resolve_budget(max_memory, device)
@@ -346,6 +352,7 @@ __all__ = [
     "MIN_TILE",
     "MemoryBudgetError",
     "check_restore_input",
+    "check_self_ensemble",
     "dihedral",
     "pad_official",
     "pad_reflect",

@@ -20,7 +20,7 @@ from PIL import Image
 
 from vqcnir.data import IMAGE_EXTENSIONS, UnreadableImageError, read_rgb
 from vqcnir.data.folders import to_tensor
-from vqcnir.inference import SELF_ENSEMBLE
+from vqcnir.inference import check_self_ensemble
 from vqcnir.io import to_uint8, write_png
 from vqcnir.restoring.budget import ImageBudgetError, check_image_budget
 from vqcnir.restoring.files import read_alpha
@@ -132,8 +132,7 @@ def restore_uploads(
     those do not fit). ``progress(fraction, description)`` follows the whole job, tile by tile.
     ``self_ensemble``: 1, 2, 4 or 8 restorations of flipped / transposed copies averaged per photo.
     """
-    if isinstance(self_ensemble, bool) or self_ensemble not in SELF_ENSEMBLE:
-        raise ValueError(f"argument 'self_ensemble' must be one of {SELF_ENSEMBLE}, got {self_ensemble!r}")
+    check_self_ensemble(self_ensemble)
     limits = limits or UploadLimits()
     os.makedirs(folder, exist_ok=True)
     device = next(model.parameters()).device

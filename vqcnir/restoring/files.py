@@ -28,7 +28,7 @@ from PIL import Image
 
 from vqcnir.data import IMAGE_EXTENSIONS, UnreadableImageError, list_images, read_rgb
 from vqcnir.data.folders import to_tensor
-from vqcnir.inference import SELF_ENSEMBLE
+from vqcnir.inference import check_self_ensemble
 from vqcnir.io import remove_stale, to_uint8, to_uint16, write_png
 from vqcnir.progress import Progress
 from vqcnir.restoring.budget import check_image_budget
@@ -289,8 +289,7 @@ def restore_all(
     4 or 8 restorations of flipped / transposed copies averaged (:func:`vqcnir.inference.restore`).
     Temporary files that a killed earlier run left in the output folders are removed first.
     """
-    if isinstance(self_ensemble, bool) or self_ensemble not in SELF_ENSEMBLE:  # before any file is touched
-        raise ValueError(f"argument 'self_ensemble' must be one of {SELF_ENSEMBLE}, got {self_ensemble!r}")
+    check_self_ensemble(self_ensemble)  # before any file is touched
     options = Options(padding, tile, overlap, max_memory, tiling, offload, bit_depth, overwrite, self_ensemble)
     for folder in sorted({os.path.dirname(os.path.abspath(job.target)) for job in jobs}):
         remove_stale(folder)

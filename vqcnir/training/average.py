@@ -42,8 +42,7 @@ class WeightAverage:
 
     def _pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """(averaged, their current values) for floating-point tensors, and the rest as (target, source)."""
-        mine = dict(self.module.named_parameters()) | dict(self.module.named_buffers())
-        theirs = dict(model.named_parameters()) | dict(model.named_buffers())
+        mine, theirs = _named(self.module), _named(model)
         if mine.keys() != theirs.keys():
             raise ValueError("the model's parameters and buffers differ from the averaged copy's")
         floats = [name for name in mine if mine[name].is_floating_point()]
@@ -73,12 +72,12 @@ class WeightAverage:
     def state_dict(self) -> dict[str, Any]:
         """``{"updates": n, "weights": {name: tensor}}``: every parameter and buffer of the average, persistent or
         not (the training state keeps them), and the count the warm-up goes by."""
-        named = dict(self.module.named_parameters()) | dict(self.module.named_buffers())
+        named = _named(self.module)
         return {"updates": self.updates, "weights": {name: tensor.detach().clone() for name, tensor in named.items()}}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        named = dict(self.module.named_parameters()) | dict(self.module.named_buffers())
+        named = _named(self.module)
         weights = state["weights"]
         if named.keys() != weights.keys():
             missing, extra = sorted(named.keys() - weights.keys()), sorted(weights.keys() - named.keys())
@@ -86,3 +85,8 @@ class WeightAverage:
         for name, tensor in named.items():
             tensor.copy_(weights[name])
         self.updates = int(state["updates"])
+
+
+def _named(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer of ``module`` by name."""
+    return dict(module.named_parameters()) | dict(module.named_buffers())
