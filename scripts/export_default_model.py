@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -114,9 +115,10 @@ def active_seconds(times: list[float]) -> float:
     return sum(b - a for a, b in zip(times[:-1], times[1:], strict=True) if b - a < MAX_LOG_GAP_S)
 
 
-def training_summary(runs: str) -> dict[str, dict]:
+def training_summary(runs: str, experiments: dict[str, str]) -> dict[str, dict]:
+    """Per stage (``experiments``: stage -> experiment name under ``runs``): iterations, wall time, curves."""
     summary = {}
-    for stage, name in STAGES.items():
+    for stage, name in experiments.items():
         series = read_log(os.path.join(runs, name))
         times = sorted(t for values in series.values() for _, _, t in values)
         with open(os.path.join(runs, name, "options.yaml"), encoding="utf-8") as handle:
@@ -139,6 +141,15 @@ def training_summary(runs: str) -> dict[str, dict]:
     return summary
 
 
+def read_sizing(path: str) -> dict[str, dict]:
+    """The ``sizing`` block of the committed curves file (runs that compare sizes or recipes; each entry's
+    ``stage`` is 1 or 2, 1 when absent): kept across exports, which rewrite only ``training``."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle).get("sizing", {})
+
+
 def plot_curves(summary: dict, sizing: dict, baseline: dict, path: str) -> None:
     import matplotlib
 
@@ -147,7 +158,7 @@ def plot_curves(summary: dict, sizing: dict, baseline: dict, path: str) -> None:
 
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for label, run in [("stage 1 (tiny, reconstruction)", summary["stage1"])] + [
-        (f"sizing: {k} stage 1", v) for k, v in sizing.items() if k != "tiny"
+        (f"sizing: {k} stage 1", v) for k, v in sizing.items() if k != "tiny" and v.get("stage", 1) == 1
     ]:
         points = run["validation"]
         start = run["start"]
@@ -157,6 +168,11 @@ def plot_curves(summary: dict, sizing: dict, baseline: dict, path: str) -> None:
     axes[0].legend(fontsize=8)
     stage2 = summary["stage2"]["validation"]
     axes[1].plot([p["iteration"] for p in stage2], [p["psnr"] for p in stage2], "o-", label="default model")
+    for axis, metric in ((axes[1], "psnr"), (axes[2], "ssim")):  # earlier stage-2 runs, thin, for comparison
+        for name, run in sizing.items():
+            points = [p for p in run["validation"] if p.get(metric) is not None]
+            if run.get("stage", 1) == 2 and run.get("compare") and points:
+                axis.plot([p["iteration"] for p in points], [p[metric] for p in points], "-", lw=0.8, label=name)
     axes[1].axhline(baseline["psnr"], color="gray", ls="--", label=f"best classical ({baseline['name']})")
     axes[1].axhline(baseline["psnr"] + 3, color="red", ls=":", label="goal: classical + 3 dB")
     if summary["stage2"]["perceptual_from"] is not None:
@@ -196,11 +212,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", required=True, help="experiments root of scripts/train_default.sh")
     parser.add_argument("--checkpoint", default="best", choices=("best", "final"), help="which stage-2 model")
-    parser.add_argument("--sizing", default="", help="experiments root of the stage-1 sizing runs (curves only)")
+    parser.add_argument("--sizing", default="", help="experiments root of stage-1 sizing runs to add (curves only)")
+    parser.add_argument("--stage1", default=STAGES["stage1"], help="stage 1's experiment name under --runs")
+    parser.add_argument("--stage2", default=STAGES["stage2"], help="stage 2's experiment name under --runs")
     parser.add_argument("--schedule", default="", help="how stage 2 was run, for the card (train_default.sh's legs)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    source = os.path.join(args.runs, STAGES["stage2"], args.checkpoint)
+    experiments = {"stage1": args.stage1, "stage2": args.stage2}
+    source = os.path.join(args.runs, experiments["stage2"], args.checkpoint)
     target = os.path.join(WEIGHTS_DIR, "default")
     os.makedirs(target, exist_ok=True)
     for name in (WEIGHTS_NAME, CONFIG_NAME):
@@ -217,17 +236,17 @@ def main() -> None:
     best = best_baseline(own["rows"])
     best_independent = best_baseline(independent["rows"])
 
-    summary = training_summary(args.runs)
-    sizing = {}
+    summary = training_summary(args.runs, experiments)
+    curves_path = os.path.join(ROOT, "benchmarks", "results", "default_model_training.json")
+    sizing = read_sizing(curves_path)  # the curves measured before stay: --sizing adds runs, replaces none
     if args.sizing:
         for name in sorted(os.listdir(args.sizing)):
             if name.startswith("size_") and os.path.isdir(os.path.join(args.sizing, name, "logs")):
                 series = read_log(os.path.join(args.sizing, name))
                 points = [{"iteration": i, "psnr": p, "time": t} for i, p, t in series.get("val/psnr", [])]
                 first = min(t for values in series.values() for _, _, t in values)
-                sizing[name[5:]] = {"validation": points, "start": first}
+                sizing[name[5:]] = {"validation": points, "start": first, "stage": 1}
     summary["stage1"]["start"] = min(p["time"] for p in summary["stage1"]["validation"]) - 60.0
-    curves_path = os.path.join(ROOT, "benchmarks", "results", "default_model_training.json")
     write_json(curves_path, {"training": summary, "sizing": sizing})
     baseline_row = own["rows"][best] | {"name": best}
     plot_curves(summary, sizing, baseline_row, os.path.join(ROOT, "docs", "default_model_training.png"))
@@ -254,8 +273,8 @@ def main() -> None:
             "stage2_schedule": args.schedule,
             "checkpoint": args.checkpoint,
         },
-        "iterations": {stage: summary[stage]["iterations"] for stage in STAGES},
-        "wall_time_s": {stage: summary[stage]["wall_time_s"] for stage in STAGES},
+        "iterations": {stage: summary[stage]["iterations"] for stage in experiments},
+        "wall_time_s": {stage: summary[stage]["wall_time_s"] for stage in experiments},
         "hardware": f"{_cpu_name()} ({platform.machine()}), 1-2 of 2 CPU cores, shared",
         "torch": torch.__version__,
         "metrics": {
