@@ -167,8 +167,9 @@ def plot_curves(summary: dict, sizing: dict, baseline: dict, path: str) -> None:
     axes[0].set_title("Stage 1: prior on clean photos")
     axes[0].legend(fontsize=8)
     stage2 = summary["stage2"]["validation"]
-    axes[1].plot([p["iteration"] for p in stage2], [p["psnr"] for p in stage2], "o-", label="default model")
-    for axis, metric in ((axes[1], "psnr"), (axes[2], "ssim")):  # earlier stage-2 runs, thin, for comparison
+    for axis, metric in ((axes[1], "psnr"), (axes[2], "ssim")):
+        axis.plot([p["iteration"] for p in stage2], [p[metric] for p in stage2], "o-", label="default model")
+    for axis, metric in ((axes[1], "psnr"), (axes[2], "ssim")):  # other stage-2 runs, thin, for comparison
         for name, run in sizing.items():
             points = [p for p in run["validation"] if p.get(metric) is not None]
             if run.get("stage", 1) == 2 and run.get("compare") and points:
@@ -180,7 +181,6 @@ def plot_curves(summary: dict, sizing: dict, baseline: dict, path: str) -> None:
             axis.axvline(summary["stage2"]["perceptual_from"], color="green", ls="-.", label="LPIPS added")
     axes[1].set(xlabel="stage-2 iteration", ylabel="PSNR (dB)", title="Stage 2: held-out night photos")
     axes[1].legend(fontsize=8)
-    axes[2].plot([p["iteration"] for p in stage2], [p["ssim"] for p in stage2], "o-", label="default model")
     axes[2].axhline(baseline["ssim"], color="gray", ls="--", label="best classical")
     axes[2].axhline(baseline["ssim"] + 0.08, color="red", ls=":", label="goal: classical + 0.08")
     axes[2].set(xlabel="stage-2 iteration", ylabel="SSIM (Y)", title="Stage 2: held-out night photos")
