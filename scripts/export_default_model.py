@@ -169,8 +169,7 @@ def plot_curves(summary: dict, sizing: dict, baseline: dict, path: str) -> None:
     stage2 = summary["stage2"]["validation"]
     for axis, metric in ((axes[1], "psnr"), (axes[2], "ssim")):
         axis.plot([p["iteration"] for p in stage2], [p[metric] for p in stage2], "o-", label="default model")
-    for axis, metric in ((axes[1], "psnr"), (axes[2], "ssim")):  # other stage-2 runs, thin, for comparison
-        for name, run in sizing.items():
+        for name, run in sizing.items():  # other stage-2 runs, thin, for comparison
             points = [p for p in run["validation"] if p.get(metric) is not None]
             if run.get("stage", 1) == 2 and run.get("compare") and points:
                 axis.plot([p["iteration"] for p in points], [p[metric] for p in points], "-", lw=0.8, label=name)
