@@ -61,7 +61,12 @@ def test_plot_puts_stage2_runs_beside_the_model_not_on_the_prior_axis(tmp_path):
     point = {"iteration": 100, "psnr": 20.0, "ssim": 0.7, "time": 10.0}
     summary = {
         "stage1": {"validation": [point], "start": 0.0},
-        "stage2": {"validation": [point], "perceptual_from": None},
+        "stage2": {
+            "validation": [point],
+            "perceptual_from": None,
+            # drawn as the stage-2 panels' top axis (active training hours)
+            "train_pixel_loss": [{"iteration": 25, "time": 0.0}, {"iteration": 50, "time": 36.0}],
+        },
     }
     sizing = {
         "wide": {"validation": [point], "start": 0.0},  # stage 1 when unmarked
@@ -71,3 +76,17 @@ def test_plot_puts_stage2_runs_beside_the_model_not_on_the_prior_axis(tmp_path):
     path = tmp_path / "curves.png"
     export.plot_curves(summary, sizing, {"psnr": 19.0, "ssim": 0.69, "name": "tv"}, str(path))
     assert path.stat().st_size > 0
+
+
+def test_active_hours_leave_pauses_out_and_charge_the_first_entry():
+    assert export.active_hours([{"iteration": 25, "time": 0.0}]) == ([], [])
+    points = [
+        {"iteration": 50, "time": 3636.0},  # unsorted on purpose
+        {"iteration": 25, "time": 3600.0},
+        {"iteration": 75, "time": 3636.0 + 7200.0},  # a two-hour pause (resumed later): not training time
+        {"iteration": 100, "time": 3636.0 + 7236.0},
+    ]
+    iterations, hours = export.active_hours(points)
+    assert iterations == [25, 50, 75, 100]
+    # 36 s per 25 iterations; the first 25 iterations at that rate too
+    assert hours == pytest.approx([0.01, 0.02, 0.02, 0.03])
