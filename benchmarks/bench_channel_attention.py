@@ -8,8 +8,9 @@ Each case is a decoder level of 256 px crops (256ch@32x32, 256ch@64x64 with 4 he
 forward + backward. Inputs are the projected ``[B, C, H, W]`` features, the op includes the DBCA epilogue.
 Providers: ``official`` (TWAM's rearrange / normalize / matmul / softmax (twice, as in the official
 code) / matmul / residual; the baseline), ``official+compile``, every available vqcnir_ops backend
-(``reference`` is our two-phase algorithm in PyTorch) and ``auto+compile`` (the functional inside
-torch.compile). On CPU the default batch is 1 (8 takes far past 3 minutes on 2 cores); say so when quoting.
+(``reference`` is our two-phase algorithm in PyTorch), ``cpp (driver)`` (the ``cpp`` backend's C++ driver
+called directly: the op without its Python layer) and ``auto+compile`` (the functional inside torch.compile).
+On CPU the default batch is 1 (8 takes far past 3 minutes on 2 cores); say so when quoting.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from _harness import Case, parse_args, run  # noqa: E402
 
 import vqcnir_ops  # noqa: E402
 from vqcnir_ops import _backend  # noqa: E402
+from vqcnir_ops.attention.reference import NORMALIZE_EPS  # noqa: E402
 
 LEVELS = [("L8 256ch@32x32 h4", 256, 32, 32, 4), ("L4 256ch@64x64 h4", 256, 64, 64, 4),
           ("L2 128ch@128x128 h2", 128, 128, 128, 2), ("L1 64ch@256x256 h1", 64, 256, 256, 1)]  # fmt: skip
@@ -49,6 +51,34 @@ def fused(q_d, q_g, v_d, v_g, f_d, f_g, temperature, beta, gamma, heads, backend
     return vqcnir_ops.bidirectional_channel_attention(
         q_d, q_g, v_d, v_g, temperature, heads=heads, f_d=f_d, f_g=f_g, gamma_d=beta, gamma_g=gamma, backend=backend
     )
+
+
+def cpp_driver(inputs):
+    """A provider: the ``cpp`` backend's C++ forward (and backward) called directly on ``[B, heads, C, N]``
+    views, without the functional's argument checks, backend choice and op dispatch, and outside autograd
+    (the backward gets the same output gradients as the other providers, ``output_grads``).
+    The gap between this row and ``cpp`` is what that Python layer costs a call."""
+    q_d, q_g, v_d, v_g, f_d, f_g, temperature, beta, gamma, heads = inputs
+    backward = q_d.requires_grad
+    b, c, h, w = q_d.shape
+
+    def split(x):
+        return x.detach().reshape(b, heads, c // heads, h * w)
+
+    streams = [split(t) for t in (q_d, q_g, v_d, v_g)]
+    # By value source, as the functional maps the DBCA epilogue: attn @ v_d goes to G (gamma, f_g).
+    extra = (temperature.detach(), gamma.detach(), beta.detach(), split(f_g), split(f_d))
+    options = (True, 1.0, NORMALIZE_EPS)
+    # y_d = f_g + gamma * (attn @ v_d) is the functional's second output (out_g), y_g its first (out_d).
+    grad_out_d, grad_out_g = (split(g) for g in output_grads(inputs)) if backward else (None, None)
+    spec = _backend.registered_ops()["bidirectional_channel_attention"]
+
+    def call():
+        _, _, *saved = spec.forward("cpp", *streams, *extra, *options)
+        if backward:
+            spec.backward("cpp", grad_out_g, grad_out_d, *streams, *extra[:3], *saved, *options)
+
+    return call
 
 
 def make_inputs(batch, channels, height, width, heads, backward, dtype):
@@ -84,17 +114,27 @@ def cases(batch: int, quick: bool, dtype: torch.dtype) -> list[Case]:
     return out
 
 
+def output_grads(inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients every provider's backward gets for its two outputs: dense random tensors, as a layer
+    after the attention hands back in a network (``out.sum()``'s gradient would be one number expanded to the
+    output's shape: a special case that the compiled code folds into its kernels and ours copies first)."""
+    gen = torch.Generator().manual_seed(0)
+    like = inputs[0]
+    return tuple(torch.randn(like.shape, generator=gen).to(like.device, like.dtype) for _ in range(2))
+
+
 def timed(fn):
     """A provider: forward only for inputs without grad, forward + backward for inputs with it."""
 
     def make(inputs):
         backward = inputs[0].requires_grad
         leaves = [t for t in inputs if isinstance(t, torch.Tensor)]
+        grads = output_grads(inputs) if backward else None
 
         def call():
             out = fn(*inputs)
             if backward:
-                torch.autograd.grad(out[0].sum() + out[1].sum(), leaves)
+                torch.autograd.grad(out, leaves, grad_outputs=grads)
 
         return call
 
@@ -122,6 +162,8 @@ def main() -> None:
             _backend.backend_unavailable_reason(backend, device.type) is None
         ):
             providers[backend] = timed(lambda *a, b=backend: fused(*a, backend=b))
+    if "cpp" in providers:
+        providers["cpp (driver)"] = cpp_driver
     if not args.no_compile:
         providers["auto+compile"] = timed(torch.compile(fused, dynamic=False))
     run("bench_channel_attention", cases(batch, args.quick, args.dtype), providers, device, "official", args)

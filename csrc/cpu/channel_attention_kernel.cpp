@@ -145,7 +145,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> channel_gram_cpu_impl(const at::T
   const int64_t batch = x.size(0), heads = x.size(1), channels = x.size(2), n = x.size(3);
   const int64_t bh = batch * heads, blocks = std::max<int64_t>(1, (n + kColumns - 1) / kColumns);
   const auto opts = x.options().dtype(compute_dtype(x.scalar_type()));
-  const at::Tensor xs = x.reshape({bh, channels, n}), ys = y.reshape({bh, channels, n});
+  const at::Tensor xs = blas_rows(x).reshape({bh, channels, n}), ys = blas_rows(y).reshape({bh, channels, n});
   // Each block's first slice writes its partial (mm_out, no zero fill), except with no columns at all.
   at::Tensor gram = n == 0 ? at::zeros({blocks, bh, channels, channels}, opts)
                            : at::empty({blocks, bh, channels, channels}, opts);
@@ -217,9 +217,9 @@ at::Tensor channel_mix_cpu(const at::Tensor& w, const at::Tensor& z, const std::
   }
   const int64_t bh = batch * heads, blocks = (n + kMixSlice - 1) / kMixSlice;
   at::Tensor out = at::empty({batch, heads, channels, n}, z.options());
-  const at::Tensor ws = w.reshape({bh, channels, channels}), zs = z.reshape({bh, channels, n});
+  const at::Tensor ws = w.reshape({bh, channels, channels}), zs = blas_rows(z).reshape({bh, channels, n});
   const at::Tensor os = out.view({bh, channels, n});
-  const at::Tensor xs = x ? x->reshape({bh, channels, n}) : at::Tensor();
+  const at::Tensor xs = x ? blas_rows(*x).reshape({bh, channels, n}) : at::Tensor();
   const at::Tensor as = a ? a->reshape({bh, channels, 1}) : at::Tensor();
   // The BLAS path reads w row-major or transposed (the backward passes transposed maps as views).
   const bool w_rows = ws.stride(2) == 1, w_cols = ws.stride(1) == 1;

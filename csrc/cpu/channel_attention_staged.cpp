@@ -123,7 +123,7 @@ using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Ten
 
 // Gradients of (q_d, q_g, v_d, v_g, temperature, gain_d, gain_g), each in its input's dtype:
 // vqcnir.bidirectional_channel_attention_bwd's contract.
-Grads channel_attention_backward_cpu(const at::Tensor& grad_y_d, const at::Tensor& grad_y_g, const at::Tensor& q_d,
+Grads channel_attention_backward_cpu(const at::Tensor& grad_out_d, const at::Tensor& grad_out_g, const at::Tensor& q_d,
                                      const at::Tensor& q_g, const at::Tensor& v_d, const at::Tensor& v_g,
                                      const at::Tensor& temperature, const at::Tensor& gain_d,
                                      const at::Tensor& gain_g, const at::Tensor& attn, const at::Tensor& scores,
@@ -132,6 +132,8 @@ Grads channel_attention_backward_cpu(const at::Tensor& grad_y_d, const at::Tenso
   check_args(q_d, v_d, v_g, temperature, gain_d, gain_g);
   const at::NoGradGuard no_grad;
   const auto dtype = attn.scalar_type();
+  // Each output gradient feeds a gram and a mix: an expanded one (out.sum()'s) is copied once here, not twice.
+  const at::Tensor grad_y_d = blas_rows(grad_out_d), grad_y_g = blas_rows(grad_out_g);
   const at::Tensor row_d = row_gain(gain_d, q_d, dtype), row_g = row_gain(gain_g, q_d, dtype);
   const at::Tensor m_d = std::get<0>(channel_gram_cpu_impl(grad_y_d, v_d, /*norms=*/false));
   const at::Tensor m_g = std::get<0>(channel_gram_cpu_impl(grad_y_g, v_g, /*norms=*/false));

@@ -256,6 +256,30 @@ def test_image_layout_with_heads(backend):
     torch.testing.assert_close(c_d, a_d, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_expanded_inputs_and_gradients(backend):
+    # Expanded tensors: rows that share memory (row stride 0 with unit column stride) and gradients such as
+    # out.sum()'s (every stride 0). The cpp kernels once handed such rows to the BLAS with a made-up leading
+    # dimension: NaN or garbage, silently.
+    device = device_for(backend)
+    gen = torch.Generator().manual_seed(11)
+    shape = (1, 2, 8, 300)
+    q_d = torch.randn(1, 2, 1, 300, generator=gen).expand(shape).to(device).requires_grad_()
+    v_g = torch.randn(1, 1, 8, 300, generator=gen).expand(shape).to(device).requires_grad_()
+    q_g, v_d = (torch.randn(shape, generator=gen).to(device).requires_grad_() for _ in range(2))
+    temperature = torch.tensor([0.8, 1.5], device=device, requires_grad=True)
+    inputs = [q_d, q_g, v_d, v_g, temperature]
+    out = bidirectional_channel_attention(*inputs, backend=backend)
+    grads = torch.autograd.grad(out[0].sum() + out[1].sum(), inputs)
+    exact = [t.detach().double().cpu().requires_grad_() for t in inputs]
+    expected = bidirectional_channel_attention_ref(*exact)
+    expected_grads = torch.autograd.grad(expected[0].sum() + expected[1].sum(), exact)
+    for name, got, want in zip(("a_d", "a_g"), out, expected, strict=True):
+        assert_max_rel_close(got.detach().cpu(), want, 1e-5, name)
+    for name, got, want in zip(("q_d", "q_g", "v_d", "v_g", "temperature"), grads, expected_grads, strict=True):
+        assert_max_rel_close(got.cpu(), want, 1e-4, f"grad {name}")
+
+
 @pytest.mark.parametrize("backend", [p for p in BACKENDS if p.id in ("cpp", "triton")])
 def test_deterministic_across_splits(backend):
     # Long enough for several split-N partial sums (cpp: 16384 columns each; triton: up to 16 splits).

@@ -40,13 +40,18 @@ inline bool have_row_gemm() {
 }
 
 // c[m x n] (row stride ldc) = alpha * op(a) @ op(b) + beta * c, where op(a) is [m x k] (a stored [m x k], or
-// [k x m] when a.transposed) and op(b) is [k x n]. Returns false, touching nothing, when the BLAS is missing or
-// a size does not fit its 32-bit interface; callers then take their ATen path.
+// [k x m] when a.transposed) and op(b) is [k x n]. Returns false, touching nothing, when the BLAS is missing, a
+// size does not fit its 32-bit interface or an operand's rows overlap (row stride below the row length);
+// callers then take their ATen path.
 template <typename T>
 bool row_gemm(int64_t m, int64_t n, int64_t k, T alpha, RowMajor<T> a, RowMajor<T> b, T beta, T* c, int64_t ldc) {
   constexpr int64_t kMax = std::numeric_limits<int>::max();
   if (!have_row_gemm<T>() || std::max({m, n, k, a.ld, b.ld, ldc}) > kMax) return false;
   if (m == 0 || n == 0) return true;
+  // Rows closer together than their length (an expanded operand: stride 0) are not a BLAS matrix: raising the
+  // leading dimension would read past them. Only a single stored row may have any stride.
+  const int64_t a_rows = a.transposed ? k : m, b_rows = b.transposed ? n : k;
+  if ((a_rows > 1 && a.ld < (a.transposed ? m : k)) || (b_rows > 1 && b.ld < (b.transposed ? k : n))) return false;
   // Column-major BLAS sees each row-major matrix transposed: c^T = op(b)^T @ op(a)^T. A leading dimension must
   // be at least the stored row length, also for a single row (whose stride can be anything).
   const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
