@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -110,25 +111,27 @@ def read_log(directory: str) -> dict[str, list]:
 MAX_LOG_GAP_S = 900.0
 
 
+def active_gaps(times: list[float]) -> list[float]:
+    """The training seconds between consecutive log times: each gap, or 0 for a pause (MAX_LOG_GAP_S or more)."""
+    return [b - a if 0 <= b - a < MAX_LOG_GAP_S else 0.0 for a, b in zip(times[:-1], times[1:], strict=True)]
+
+
 def active_seconds(times: list[float]) -> float:
     """Wall seconds a run was training, from its sorted log times: the sum of the gaps below MAX_LOG_GAP_S."""
-    return sum(b - a for a, b in zip(times[:-1], times[1:], strict=True) if b - a < MAX_LOG_GAP_S)
+    return sum(active_gaps(times))
 
 
 def active_hours(points: list[dict]) -> tuple[list[int], list[float]]:
     """``(iterations, hours)``: the active training hours a run had spent when it logged each iteration, from
-    its per-iteration log entries (``{"iteration", "time"}``; pauses of MAX_LOG_GAP_S or more left out). The
-    first entry is charged at the rate of the first interval (the run's start is not logged)."""
+    its per-iteration log entries (``{"iteration", "time"}``; pauses left out as in :func:`active_seconds`).
+    The first entry is charged at the rate of the first interval (the run's start is not logged)."""
     points = sorted(points, key=lambda p: p["iteration"])
     if len(points) < 2:
         return [], []
     first, second = points[0], points[1]
     rate = max(second["time"] - first["time"], 0.0) / max(second["iteration"] - first["iteration"], 1)
-    hours = [first["iteration"] * rate / 3600]
-    for a, b in zip(points[:-1], points[1:], strict=True):
-        gap = b["time"] - a["time"]
-        hours.append(hours[-1] + (gap if 0 <= gap < MAX_LOG_GAP_S else 0.0) / 3600)
-    return [p["iteration"] for p in points], hours
+    seconds = itertools.accumulate(active_gaps([p["time"] for p in points]), initial=first["iteration"] * rate)
+    return [p["iteration"] for p in points], [s / 3600 for s in seconds]
 
 
 def training_summary(runs: str, experiments: dict[str, str]) -> dict[str, dict]:
